@@ -1,0 +1,641 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Connection management with librdmacm: active connect, listen/accept,
+ * the versioned hello in the private data, rdma_cm event handling and the
+ * timers that bound every wait (connect deadline, keepalive, close linger).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "shim/log.h"
+
+/* rdma_cm REJECTED status for a reject by the peer's consumer (IB CM). */
+#define CM_REJ_CONSUMER_DEFINED 28
+#define REJECT_DATA_LEN 5
+
+static void addr_str(const void *sa, char *buf, size_t len)
+{
+	const struct sockaddr *s = sa;
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (s->sa_family == AF_INET) {
+		const struct sockaddr_in *in = sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+	} else if (s->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, len, "?");
+	}
+}
+
+static socklen_t sa_len(const struct sockaddr *sa)
+{
+	return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					 : sizeof(struct sockaddr_in);
+}
+
+static void copy_addrs(struct rt_conn *c, struct rdma_cm_id *id)
+{
+	struct sockaddr *l = rdma_get_local_addr(id), *p = rdma_get_peer_addr(id);
+
+	if (l && (l->sa_family == AF_INET || l->sa_family == AF_INET6))
+		memcpy(&c->local, l, sa_len(l));
+	if (p && (p->sa_family == AF_INET || p->sa_family == AF_INET6))
+		memcpy(&c->peer, p, sa_len(p));
+}
+
+static void fill_conn_param(struct rdma_conn_param *param, const uint8_t *hello)
+{
+	memset(param, 0, sizeof(*param));
+	param->private_data = hello;
+	param->private_data_len = WIRE_HELLO_LEN;
+	/* We never issue RDMA READs or atomics. */
+	param->responder_resources = 0;
+	param->initiator_depth = 0;
+	param->retry_count = 7;
+	/* Infinite RNR retry: a receiver briefly out of buffers is not an error. */
+	param->rnr_retry_count = 7;
+}
+
+int rt_connect(const struct sockaddr *dst, socklen_t dstlen,
+	       const struct sockaddr *src, socklen_t srclen, bool nonblock,
+	       rt_notify_fn notify, void *arg, struct rt_conn **out)
+{
+	struct rdma_cm_id *id;
+	struct rt_conn *c;
+	char where[80];
+	int ret;
+
+	(void)srclen;
+	if (dstlen < sizeof(struct sockaddr_in) || dstlen > sizeof(c->peer))
+		return -EINVAL;
+	c = conn_alloc(false);
+	if (!c)
+		return -ENOMEM;
+	memcpy(&c->peer, dst, dstlen);
+	addr_str(dst, where, sizeof(where));
+	if (rdma_create_id(rt_g.cm_chan, &id, c, RDMA_PS_TCP)) {
+		ret = -errno;
+		log_error(c->id, "cannot create an RDMA id to connect to %s: %s", where,
+			  strerror(errno));
+		c->owner_gone = true;
+		c->state = CS_FAILED;
+		conn_wake_service();
+		return ret;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->cm_id = id;
+	c->notify = notify;
+	c->notify_arg = arg;
+	c->state = CS_RESOLVING_ADDR;
+	c->deadline_ms = rt_now_ms() + rt_g.opts.connect_timeout_ms;
+	if (rdma_resolve_addr(id, (struct sockaddr *)src, (struct sockaddr *)dst,
+			      (int)rt_g.opts.connect_timeout_ms)) {
+		int err = errno == ENODEV || errno == EADDRNOTAVAIL ? ENODEV : errno;
+		char why[160];
+
+		snprintf(why, sizeof(why), "no RDMA route to %s: %s", where, strerror(errno));
+		conn_fail(c, err, why);
+		c->owner_gone = true;
+		pthread_mutex_unlock(&c->lock);
+		conn_wake_service();
+		return -err;
+	}
+	*out = c;
+	if (nonblock) {
+		pthread_mutex_unlock(&c->lock);
+		return -EINPROGRESS;
+	}
+	while (c->state < CS_ESTABLISHED)
+		conn_wait(c);
+	ret = 0;
+	if (c->state == CS_FAILED) {
+		ret = -c->error;
+		c->error_reported = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static void listener_free(struct rt_listener *l)
+{
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->cond);
+	free(l);
+}
+
+int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+	      rt_notify_fn notify, void *arg, struct rt_listener **out)
+{
+	pthread_condattr_t ca;
+	struct rt_listener *l;
+	char where[80];
+	int ret;
+
+	(void)addrlen;
+	addr_str(addr, where, sizeof(where));
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->obj.kind = RT_OBJ_LISTENER;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	l->backlog = backlog;
+	l->notify = notify;
+	l->notify_arg = arg;
+	if (rdma_create_id(rt_g.cm_chan, &l->cm_id, l, RDMA_PS_TCP))
+		goto fail;
+	if (rdma_bind_addr(l->cm_id, (struct sockaddr *)addr))
+		goto fail;
+	/* Requests are answered at once by the service thread: a short queue is enough. */
+	if (rdma_listen(l->cm_id, 128))
+		goto fail;
+	pthread_mutex_lock(&rt_g.lock);
+	l->next_all = rt_g.listeners;
+	rt_g.listeners = l;
+	pthread_mutex_unlock(&rt_g.lock);
+	log_info(0, "listening for RDMA connections on %s", where);
+	*out = l;
+	return 0;
+fail:
+	ret = -errno;
+	log_error(0, "cannot listen for RDMA connections on %s: %s", where, strerror(errno));
+	if (l->cm_id)
+		rdma_destroy_id(l->cm_id);
+	listener_free(l);
+	return ret == -ENOENT ? -ENODEV : ret;
+}
+
+void listener_update_events(struct rt_listener *l)
+{
+	unsigned ev = (l->npending || l->shut) ? RT_EV_READABLE : 0;
+
+	if (l->notify && ev != l->last_events) {
+		l->last_events = ev;
+		l->notify(l->notify_arg, ev | (l->npending ? RT_EV_NEWDATA : 0));
+	}
+}
+
+int rt_accept(struct rt_listener *l, bool nonblock, rt_notify_fn notify, void *arg,
+	      struct rt_conn **out)
+{
+	struct rt_conn *c;
+	struct timespec ts;
+
+	pthread_mutex_lock(&l->lock);
+	while (!l->pending_head) {
+		if (l->shut) {
+			pthread_mutex_unlock(&l->lock);
+			return -EINVAL;
+		}
+		if (nonblock) {
+			pthread_mutex_unlock(&l->lock);
+			return -EAGAIN;
+		}
+		ts = rt_abs_timeout(1000);
+		pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+	}
+	c = l->pending_head;
+	l->pending_head = c->next_pending;
+	if (!l->pending_head)
+		l->pending_tail = NULL;
+	l->npending--;
+	listener_update_events(l);
+	pthread_mutex_unlock(&l->lock);
+
+	pthread_mutex_lock(&c->lock);
+	c->listener = NULL;
+	c->next_pending = NULL;
+	c->notify = notify;
+	c->notify_arg = arg;
+	/* Bytes may have arrived before accept: publish the state now. */
+	c->last_events = ~0u;
+	conn_update_events(c, c->rx_ready > 0);
+	pthread_mutex_unlock(&c->lock);
+	*out = c;
+	return 0;
+}
+
+void rt_listener_set_notify(struct rt_listener *l, rt_notify_fn notify, void *arg)
+{
+	pthread_mutex_lock(&l->lock);
+	l->notify = notify;
+	l->notify_arg = arg;
+	l->last_events = ~0u;
+	listener_update_events(l);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void rt_listener_shutdown(struct rt_listener *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->shut = true;
+	pthread_cond_broadcast(&l->cond);
+	listener_update_events(l);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void rt_listener_close(struct rt_listener *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->shut = true;
+	l->closed = true;
+	l->notify = NULL;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	conn_wake_service();
+}
+
+static void reject(struct rdma_cm_id *id, enum wire_reject reason)
+{
+	uint8_t data[REJECT_DATA_LEN];
+
+	wire_put32(data, WIRE_MAGIC);
+	data[4] = (uint8_t)reason;
+	rdma_reject(id, data, sizeof(data));
+}
+
+static const char *reject_text(int reason)
+{
+	switch (reason) {
+	case WIRE_REJECT_VERSION:
+		return "incompatible migrdma protocol version";
+	case WIRE_REJECT_MALFORMED:
+		return "malformed connection request";
+	case WIRE_REJECT_RESOURCES:
+		return "out of resources";
+	case WIRE_REJECT_POLICY:
+		return "not allowed by the listener's policy";
+	default:
+		return "unknown reason";
+	}
+}
+
+/* Returns true when the event's id must be destroyed after the ack. */
+static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *ev)
+{
+	struct rdma_cm_id *id = ev->id;
+	struct rdma_conn_param param;
+	uint8_t hello_buf[WIRE_HELLO_LEN];
+	struct wire_hello peer, mine;
+	struct rt_conn *c;
+	char from[80];
+	int ret;
+
+	addr_str(rdma_get_peer_addr(id), from, sizeof(from));
+	ret = wire_hello_decode(ev->param.conn.private_data,
+				ev->param.conn.private_data_len, &peer);
+	if (ret) {
+		log_warn(0, "refused an RDMA connection from %s: %s", from, reject_text(-ret));
+		reject(id, (enum wire_reject)-ret);
+		return true;
+	}
+	pthread_mutex_lock(&l->lock);
+	ret = l->shut;
+	pthread_mutex_unlock(&l->lock);
+	if (ret) {
+		reject(id, WIRE_REJECT_RESOURCES);
+		return true;
+	}
+	c = conn_alloc(true);
+	if (!c) {
+		reject(id, WIRE_REJECT_RESOURCES);
+		return true;
+	}
+	id->context = c;
+	if (conn_setup_resources(c, id)) {
+		reject(id, WIRE_REJECT_RESOURCES);
+		/* The id goes with the connection. */
+		c->owner_gone = true;
+		c->state = CS_FAILED;
+		return false;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->listener = l;
+	conn_apply_peer_hello(c, &peer);
+	conn_local_hello(c, &mine);
+	wire_hello_encode(&mine, hello_buf);
+	fill_conn_param(&param, hello_buf);
+	c->state = CS_ACCEPTING;
+	c->deadline_ms = rt_now_ms() + rt_g.opts.connect_timeout_ms;
+	copy_addrs(c, id);
+	if (rdma_accept(id, &param)) {
+		conn_fail(c, ECONNABORTED, "rdma_accept failed");
+		c->owner_gone = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return false;
+}
+
+static void established(struct rt_conn *c, struct rdma_cm_event *ev)
+{
+	struct rt_listener *l;
+	struct wire_hello peer;
+	char where[80];
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->state != CS_CONNECTING && c->state != CS_ACCEPTING) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	copy_addrs(c, c->cm_id);
+	addr_str(&c->peer, where, sizeof(where));
+	if (!c->is_server) {
+		ret = wire_hello_decode(ev->param.conn.private_data,
+					ev->param.conn.private_data_len, &peer);
+		if (ret) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "%s answered with a bad hello: %s", where,
+				 reject_text(-ret));
+			conn_fail(c, ECONNREFUSED, why);
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+		conn_apply_peer_hello(c, &peer);
+	}
+	c->state = CS_ESTABLISHED;
+	c->last_rx_ms = rt_now_ms();
+	log_info(c->id, "RDMA connection %s %s established", c->is_server ? "from" : "to", where);
+	pthread_cond_broadcast(&c->cond);
+	conn_update_events(c, false);
+	l = c->listener;
+	pthread_mutex_unlock(&c->lock);
+
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	if (l->pending_tail)
+		l->pending_tail->next_pending = c;
+	else
+		l->pending_head = c;
+	l->pending_tail = c;
+	l->npending++;
+	pthread_cond_broadcast(&l->cond);
+	listener_update_events(l);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void disconnected(struct rt_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	/* Completions that arrived before the DREQ belong to the stream. */
+	conn_progress(c);
+	c->peer_gone = true;
+	if (c->state == CS_ESTABLISHED) {
+		c->state = CS_DISCONNECTED;
+		if (!c->fin_received) {
+			c->end_reason = "reset";
+			log_warn(c->id, "the peer disconnected without closing the stream");
+		}
+	}
+	if (!c->disconnecting && c->cm_id) {
+		c->disconnecting = true;
+		rdma_disconnect(c->cm_id);
+	}
+	pthread_cond_broadcast(&c->cond);
+	conn_update_events(c, false);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void route_resolved(struct rt_conn *c)
+{
+	struct rdma_conn_param param;
+	uint8_t hello_buf[WIRE_HELLO_LEN];
+	struct wire_hello mine;
+	int ret;
+
+	/* Set-up takes the global lock, so it runs before the connection's. */
+	ret = conn_setup_resources(c, c->cm_id);
+	pthread_mutex_lock(&c->lock);
+	if (c->state != CS_RESOLVING_ROUTE) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	if (ret) {
+		conn_fail(c, -ret == ENOMEM ? ENOBUFS : -ret, "cannot set up RDMA resources");
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	conn_local_hello(c, &mine);
+	wire_hello_encode(&mine, hello_buf);
+	fill_conn_param(&param, hello_buf);
+	if (rdma_connect(c->cm_id, &param))
+		conn_fail(c, errno, "rdma_connect failed");
+	else
+		c->state = CS_CONNECTING;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int addr_error_errno(int status)
+{
+	switch (-status) {
+	case ENODEV:
+	case EADDRNOTAVAIL:
+		return ENODEV;
+	case ENETUNREACH:
+		return ENETUNREACH;
+	default:
+		return EHOSTUNREACH;
+	}
+}
+
+static void conn_event(struct rt_conn *c, struct rdma_cm_event *ev)
+{
+	char where[80], why[200];
+
+	addr_str(&c->peer, where, sizeof(where));
+	switch (ev->event) {
+	case RDMA_CM_EVENT_ADDR_RESOLVED:
+		pthread_mutex_lock(&c->lock);
+		if (c->state == CS_RESOLVING_ADDR) {
+			if (rdma_resolve_route(c->cm_id, (int)rt_g.opts.connect_timeout_ms)) {
+				snprintf(why, sizeof(why), "cannot resolve a route to %s: %s",
+					 where, strerror(errno));
+				conn_fail(c, EHOSTUNREACH, why);
+			} else {
+				c->state = CS_RESOLVING_ROUTE;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		break;
+	case RDMA_CM_EVENT_ROUTE_RESOLVED:
+		route_resolved(c);
+		break;
+	case RDMA_CM_EVENT_ESTABLISHED:
+		established(c, ev);
+		break;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		disconnected(c);
+		break;
+	default:
+		pthread_mutex_lock(&c->lock);
+		switch (ev->event) {
+		case RDMA_CM_EVENT_ADDR_ERROR:
+			snprintf(why, sizeof(why),
+				 "no RDMA device can reach %s (address resolution: %s)", where,
+				 strerror(-ev->status));
+			conn_fail(c, addr_error_errno(ev->status), why);
+			break;
+		case RDMA_CM_EVENT_ROUTE_ERROR:
+			snprintf(why, sizeof(why), "no RDMA route to %s (%s)", where,
+				 strerror(-ev->status));
+			conn_fail(c, EHOSTUNREACH, why);
+			break;
+		case RDMA_CM_EVENT_REJECTED: {
+			const uint8_t *pd = ev->param.conn.private_data;
+
+			if (ev->status == CM_REJ_CONSUMER_DEFINED && pd &&
+			    ev->param.conn.private_data_len >= REJECT_DATA_LEN &&
+			    wire_get32(pd) == WIRE_MAGIC)
+				snprintf(why, sizeof(why), "%s refused the connection: %s", where,
+					 reject_text(pd[4]));
+			else
+				snprintf(why, sizeof(why),
+					 "nothing accepts RDMA connections at %s (is the peer running with migrdma?)",
+					 where);
+			conn_fail(c, ECONNREFUSED, why);
+			break;
+		}
+		case RDMA_CM_EVENT_UNREACHABLE:
+			snprintf(why, sizeof(why), "%s is unreachable over RDMA (%s)", where,
+				 strerror(-ev->status));
+			conn_fail(c, ev->status == -ETIMEDOUT ? ETIMEDOUT : EHOSTUNREACH, why);
+			break;
+		case RDMA_CM_EVENT_CONNECT_ERROR:
+			snprintf(why, sizeof(why), "connection to %s failed (%s)", where,
+				 strerror(-ev->status));
+			conn_fail(c, ECONNREFUSED, why);
+			break;
+		case RDMA_CM_EVENT_DEVICE_REMOVAL:
+			conn_fail(c, ENODEV, "the RDMA device was removed");
+			break;
+		default:
+			break;
+		}
+		pthread_mutex_unlock(&c->lock);
+		break;
+	}
+}
+
+void cm_handle_event(struct rdma_cm_event *ev)
+{
+	struct rdma_cm_id *destroy = NULL;
+	struct rt_obj *obj;
+
+	if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
+		struct rt_listener *l = ev->listen_id->context;
+
+		if (handle_connect_request(l, ev))
+			destroy = ev->id;
+		rdma_ack_cm_event(ev);
+		if (destroy)
+			rdma_destroy_id(destroy);
+		return;
+	}
+	obj = ev->id->context;
+	if (obj && obj->kind == RT_OBJ_CONN)
+		conn_event((struct rt_conn *)obj, ev);
+	rdma_ack_cm_event(ev);
+}
+
+/* What the timers decided for one connection. */
+static bool conn_timers(struct rt_conn *c, uint64_t now)
+{
+	uint64_t ka = (uint64_t)rt_g.opts.keepalive_s * 1000;
+	bool destroy = false;
+	char why[120];
+
+	pthread_mutex_lock(&c->lock);
+	if (c->destroyed)
+		goto out;
+	if (c->state < CS_ESTABLISHED && now > c->deadline_ms) {
+		snprintf(why, sizeof(why), "no answer within %u ms", rt_g.opts.connect_timeout_ms);
+		conn_fail(c, ETIMEDOUT, why);
+	}
+	if (c->state == CS_ESTABLISHED && ka && !c->disconnecting) {
+		if (now - c->last_rx_ms > ka) {
+			snprintf(why, sizeof(why), "the peer has been silent for %u s",
+				 rt_g.opts.keepalive_s);
+			conn_fail(c, ETIMEDOUT, why);
+		} else if (now - c->last_rx_ms > ka / 3 && !c->ping_outstanding) {
+			c->ping_outstanding = true;
+			conn_send_ctrl(c, WIRE_OP_PING);
+		}
+	}
+	if (c->state == CS_FAILED && !c->disconnecting && c->qp) {
+		c->disconnecting = true;
+		rdma_disconnect(c->cm_id);
+	}
+	if (c->owner_gone) {
+		bool drained = c->sq_outstanding == 0;
+
+		if (!c->disconnecting && (c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED) &&
+		    ((drained && c->fin_sent) || now > c->deadline_ms || c->peer_gone)) {
+			c->disconnecting = true;
+			rdma_disconnect(c->cm_id);
+		}
+		if (c->state < CS_ESTABLISHED && c->state != CS_FAILED)
+			destroy = now > c->deadline_ms;
+		else if (c->state == CS_FAILED || c->peer_gone)
+			destroy = true;
+		else if (now > c->deadline_ms + 2000)
+			destroy = true;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return destroy;
+}
+
+static void listener_destroy(struct rt_listener *l)
+{
+	struct rt_conn *c, *next;
+
+	rdma_destroy_id(l->cm_id);
+	for (c = l->pending_head; c; c = next) {
+		next = c->next_pending;
+		rt_conn_close(c);
+	}
+	listener_free(l);
+}
+
+void cm_check_timers(uint64_t now)
+{
+	struct rt_conn *doomed[64], *c;
+	struct rt_listener *closed[16], **lp;
+	unsigned nd = 0, nl = 0, i;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (c = rt_g.conns; c; c = c->next_all)
+		if (conn_timers(c, now) && nd < 64)
+			doomed[nd++] = c;
+	for (lp = &rt_g.listeners; *lp && nl < 16; ) {
+		struct rt_listener *l = *lp;
+
+		if (l->closed) {
+			*lp = l->next_all;
+			closed[nl++] = l;
+		} else {
+			lp = &l->next_all;
+		}
+	}
+	pthread_mutex_unlock(&rt_g.lock);
+
+	for (i = 0; i < nl; i++)
+		listener_destroy(closed[i]);
+	for (i = 0; i < nd; i++)
+		conn_destroy(doomed[i]);
+}

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: MIT
+/* Connection objects: verbs resources, readiness, failure, teardown. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "shim/log.h"
+
+struct rt_conn *conn_alloc(bool is_server)
+{
+	pthread_condattr_t ca;
+	struct rt_conn *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->obj.kind = RT_OBJ_CONN;
+	c->is_server = is_server;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	clock_gettime(CLOCK_MONOTONIC, &c->t_start);
+	c->last_rx_ms = c->last_tx_ms = rt_now_ms();
+	c->end_reason = "close";
+
+	pthread_mutex_lock(&rt_g.lock);
+	c->id = ++rt_g.next_id;
+	c->next_all = rt_g.conns;
+	rt_g.conns = c;
+	pthread_mutex_unlock(&rt_g.lock);
+	return c;
+}
+
+static void log_registration_failure(struct rt_conn *c, const char *what, size_t len)
+{
+	struct rlimit rl;
+	int err = errno;
+
+	if ((err == ENOMEM || err == EPERM || err == EAGAIN) &&
+	    getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		log_error(c->id, "cannot register %zu bytes for the %s: the locked-memory limit "
+			  "is %llu KiB; raise it with 'ulimit -l unlimited', LimitMEMLOCK=infinity "
+			  "(systemd) or <memtune><hard_limit> (libvirt)",
+			  len, what, (unsigned long long)rl.rlim_cur / 1024);
+		return;
+	}
+	log_error(c->id, "cannot register %zu bytes for the %s: %s", len, what, strerror(err));
+}
+
+static void *map_buffer(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static struct ibv_mr *map_and_register(struct rt_conn *c, uint8_t **buf, size_t len,
+				       int access, const char *what)
+{
+	struct ibv_mr *mr;
+
+	*buf = map_buffer(len);
+	if (!*buf) {
+		log_error(c->id, "cannot allocate %zu bytes for the %s: %m", len, what);
+		return NULL;
+	}
+	mr = ibv_reg_mr(c->dev->pd, *buf, len, access);
+	if (!mr) {
+		log_registration_failure(c, what, len);
+		munmap(*buf, len);
+		*buf = NULL;
+	}
+	return mr;
+}
+
+static size_t sbuf_len(void)
+{
+	return (size_t)RT_TX_SLOTS * RT_MSG_SIZE + (size_t)RT_CTRL_SLOTS * RT_CTRL_BUF;
+}
+
+int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
+{
+	struct ibv_qp_init_attr qa;
+	unsigned send_wr, i;
+	int fl;
+
+	pthread_mutex_lock(&rt_g.lock);
+	c->dev = rt_device_get(id->verbs);
+	pthread_mutex_unlock(&rt_g.lock);
+	if (!c->dev)
+		return -ENODEV;
+	c->cm_id = id;
+	c->max_sge = c->dev->attr.max_sge < (int)RT_MAX_SGE ? (unsigned)c->dev->attr.max_sge
+							     : RT_MAX_SGE;
+	c->nrecv = RT_DATA_CREDITS + RT_CTRL_RECVS;
+	c->ring_size = (uint32_t)rt_g.opts.ring_size;
+	send_wr = RT_TX_SLOTS * (RT_MAX_WR_PER_MSG + 1) + RT_CTRL_SLOTS;
+
+	c->chan = ibv_create_comp_channel(id->verbs);
+	if (!c->chan)
+		goto fail_errno;
+	fl = fcntl(c->chan->fd, F_GETFL);
+	fcntl(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
+	c->cq = ibv_create_cq(id->verbs, (int)(send_wr + c->nrecv), c, c->chan, 0);
+	if (!c->cq)
+		goto fail_errno;
+	if (ibv_req_notify_cq(c->cq, 0))
+		goto fail_errno;
+
+	memset(&qa, 0, sizeof(qa));
+	qa.send_cq = c->cq;
+	qa.recv_cq = c->cq;
+	qa.qp_type = IBV_QPT_RC;
+	qa.cap.max_send_wr = send_wr;
+	qa.cap.max_recv_wr = c->nrecv;
+	qa.cap.max_send_sge = c->max_sge;
+	qa.cap.max_recv_sge = 1;
+	qa.cap.max_inline_data = RT_CTRL_BUF;
+	if (rdma_create_qp(id, c->dev->pd, &qa)) {
+		/* Inline data is an optimisation some devices lack. */
+		qa.cap.max_inline_data = 0;
+		if (rdma_create_qp(id, c->dev->pd, &qa))
+			goto fail_errno;
+	}
+	c->qp = id->qp;
+	c->max_inline = qa.cap.max_inline_data;
+
+	c->ring_mr = map_and_register(c, &c->ring, c->ring_size,
+				      IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE,
+				      "receive ring");
+	if (!c->ring_mr)
+		return -ENOMEM;
+	c->rbuf_mr = map_and_register(c, &c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE,
+				      IBV_ACCESS_LOCAL_WRITE, "receive buffers");
+	if (!c->rbuf_mr)
+		return -ENOMEM;
+	c->sbuf_mr = map_and_register(c, &c->sbufs, sbuf_len(), IBV_ACCESS_LOCAL_WRITE,
+				      "send buffers");
+	if (!c->sbuf_mr)
+		return -ENOMEM;
+
+	credit_rx_init(&c->crx, RT_DATA_CREDITS, c->ring_size);
+	for (i = 0; i < c->nrecv; i++)
+		if (conn_post_recv(c, i))
+			goto fail_errno;
+	if (rt_service_watch(c->chan->fd, c))
+		goto fail_errno;
+	return 0;
+
+fail_errno:
+	log_error(c->id, "cannot set up RDMA resources: %m");
+	return errno ? -errno : -ENOMEM;
+}
+
+void conn_local_hello(const struct rt_conn *c, struct wire_hello *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = WIRE_MAGIC;
+	h->version = WIRE_VERSION;
+	h->ring_rkey = c->ring_mr->rkey;
+	h->ring_addr = (uintptr_t)c->ring;
+	h->ring_size = c->ring_size;
+	h->credits = RT_DATA_CREDITS;
+	h->msg_size = RT_MSG_SIZE;
+}
+
+void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h)
+{
+	c->peer_ring_addr = h->ring_addr;
+	c->peer_rkey = h->ring_rkey;
+	c->peer_msg_size = h->msg_size < RT_MSG_SIZE ? h->msg_size : RT_MSG_SIZE;
+	credit_tx_init(&c->ctx, h->credits < RT_TX_SLOTS ? h->credits : RT_TX_SLOTS,
+		       h->ring_size);
+}
+
+static void release_slot_refs(struct rt_conn *c, struct tx_slot *s)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nrefs; i++)
+		regcache_put(c->dev->regcache, s->refs[i]);
+	s->nrefs = 0;
+}
+
+/* Service thread only. */
+void conn_destroy(struct rt_conn *c)
+{
+	struct rt_conn **pp;
+	unsigned i;
+
+	pthread_mutex_lock(&c->lock);
+	c->destroyed = true;
+	pthread_mutex_unlock(&c->lock);
+
+	if (c->chan)
+		rt_service_unwatch(c->chan->fd);
+	if (c->qp)
+		rdma_destroy_qp(c->cm_id);
+	c->qp = NULL;
+	for (i = 0; i < RT_TX_SLOTS; i++)
+		release_slot_refs(c, &c->slots[i]);
+	if (c->cq)
+		ibv_destroy_cq(c->cq);
+	if (c->chan)
+		ibv_destroy_comp_channel(c->chan);
+	if (c->ring_mr)
+		ibv_dereg_mr(c->ring_mr);
+	if (c->rbuf_mr)
+		ibv_dereg_mr(c->rbuf_mr);
+	if (c->sbuf_mr)
+		ibv_dereg_mr(c->sbuf_mr);
+	if (c->ring)
+		munmap(c->ring, c->ring_size);
+	if (c->rbufs)
+		munmap(c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE);
+	if (c->sbufs)
+		munmap(c->sbufs, sbuf_len());
+	if (c->cm_id)
+		rdma_destroy_id(c->cm_id);
+	c->cq = NULL;
+	c->chan = NULL;
+	c->cm_id = NULL;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (pp = &rt_g.conns; *pp; pp = &(*pp)->next_all) {
+		if (*pp == c) {
+			*pp = c->next_all;
+			break;
+		}
+	}
+	c->next_all = rt_g.zombies;
+	rt_g.zombies = c;
+	pthread_mutex_unlock(&rt_g.lock);
+}
+
+void conn_free_zombies(void)
+{
+	struct rt_conn *c, *next;
+
+	pthread_mutex_lock(&rt_g.lock);
+	c = rt_g.zombies;
+	rt_g.zombies = NULL;
+	pthread_mutex_unlock(&rt_g.lock);
+	for (; c; c = next) {
+		next = c->next_all;
+		pthread_mutex_destroy(&c->lock);
+		pthread_cond_destroy(&c->cond);
+		free(c);
+	}
+}
+
+/* Called with c->lock held. */
+void conn_fail(struct rt_conn *c, int err, const char *reason)
+{
+	if (c->state == CS_FAILED)
+		return;
+	if (c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED)
+		log_warn(c->id, "connection broken: %s", reason);
+	else
+		log_warn(c->id, "connection set-up failed: %s", reason);
+	c->state = CS_FAILED;
+	c->error = err;
+	c->sticky_error = err;
+	c->end_reason = err == ETIMEDOUT ? "timeout" : err == ECONNRESET ? "reset" : "error";
+	pthread_cond_broadcast(&c->cond);
+	conn_update_events(c, false);
+	conn_wake_service();
+}
+
+static bool conn_can_send(const struct rt_conn *c)
+{
+	return c->ctx.msgs_avail > 0 && !c->slots[c->slot_next].busy;
+}
+
+/* Called with c->lock held. */
+void conn_update_events(struct rt_conn *c, bool newdata)
+{
+	unsigned ev = 0;
+	bool broken = c->state == CS_FAILED;
+	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
+
+	if (c->rx_ready || c->fin_received || c->shut_rd || broken || c->peer_gone)
+		ev |= RT_EV_READABLE;
+	if (broken || (up && (c->shut_wr || c->peer_gone || conn_can_send(c))))
+		ev |= RT_EV_WRITABLE;
+	if (broken || c->peer_gone || ((c->fin_received || c->shut_rd) && c->shut_wr))
+		ev |= RT_EV_HUP;
+	if (!c->notify)
+		return;
+	if (ev != c->last_events || newdata) {
+		c->last_events = ev;
+		c->notify(c->notify_arg, ev | (newdata ? RT_EV_NEWDATA : 0));
+	}
+}
+
+void conn_wait(struct rt_conn *c)
+{
+	struct timespec ts;
+
+	if (rt_g.opts.busy_poll_us) {
+		uint64_t until = rt_now_ms() * 1000 + rt_g.opts.busy_poll_us;
+		uint64_t seen_rx = c->stats.msgs_in, seen_done = c->seq_done;
+		struct timespec now;
+
+		/* Spin on the CQ for a while before paying for a sleep. */
+		do {
+			conn_progress(c);
+			if (c->stats.msgs_in != seen_rx || c->seq_done != seen_done)
+				return;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+		} while ((uint64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 < until);
+	}
+	/* Bounded so a lost wake-up costs a second, never a hang. */
+	ts = rt_abs_timeout(1000);
+	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+}
+
+bool rt_conn_established(struct rt_conn *c)
+{
+	bool up;
+
+	pthread_mutex_lock(&c->lock);
+	up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
+	pthread_mutex_unlock(&c->lock);
+	return up;
+}
+
+int rt_conn_error(struct rt_conn *c)
+{
+	int err;
+
+	pthread_mutex_lock(&c->lock);
+	err = c->error_reported ? 0 : c->error;
+	c->error_reported = true;
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+size_t rt_conn_readable_bytes(struct rt_conn *c)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->lock);
+	n = c->rx_ready;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+int rt_conn_local_addr(struct rt_conn *c, struct sockaddr_storage *ss)
+{
+	pthread_mutex_lock(&c->lock);
+	*ss = c->local;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int rt_conn_peer_addr(struct rt_conn *c, struct sockaddr_storage *ss)
+{
+	pthread_mutex_lock(&c->lock);
+	*ss = c->peer;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+unsigned rt_conn_id(struct rt_conn *c)
+{
+	return c->id;
+}
+
+void rt_conn_get_stats(struct rt_conn *c, struct rt_conn_stats *out)
+{
+	size_t now, peak;
+
+	rt_devices_pinned(&now, &peak);
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	out->registered_bytes_peak = peak;
+	pthread_mutex_unlock(&c->lock);
+}
+
+const char *rt_conn_end_reason(struct rt_conn *c)
+{
+	return c->end_reason;
+}
+
+void rt_conn_close(struct rt_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->owner_gone = true;
+	c->notify = NULL;
+	if (c->state == CS_ESTABLISHED && !c->fin_sent) {
+		c->shut_wr = true;
+		conn_send_ctrl(c, WIRE_OP_FIN);
+	}
+	c->deadline_ms = rt_now_ms() + RT_LINGER_MS;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	conn_wake_service();
+}

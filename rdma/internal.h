@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/* Transport internals shared by the files of rdma/. Not for other directories. */
+#ifndef MIGRDMA_RDMA_INTERNAL_H
+#define MIGRDMA_RDMA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include "credit.h"
+#include "regcache.h"
+#include "transport.h"
+#include "wire.h"
+
+#define RT_MSG_SIZE		(64u * 1024)	/* our largest SEND message */
+#define RT_DATA_CREDITS		16u		/* DATA messages we let the peer have outstanding */
+#define RT_CTRL_RECVS		8u		/* extra receives for control messages */
+#define RT_TX_SLOTS		16u		/* DATA messages we keep in flight */
+#define RT_CTRL_SLOTS		8u		/* control messages in flight */
+#define RT_CTRL_BUF		64u
+#define RT_MAX_WR_PER_MSG	8u		/* RDMA WRITEs before one DATA SEND */
+#define RT_MAX_SGE		32u
+#define RT_MAX_SEGS		2048u		/* segment descriptors in one DATA message */
+#define RT_MAX_REFS		(RT_MAX_WR_PER_MSG * RT_MAX_SGE)
+#define RT_LINGER_MS		10000u		/* how long close waits for sends to drain */
+
+enum rt_obj_kind { RT_OBJ_CONN = 1, RT_OBJ_LISTENER = 2 };
+
+enum conn_state {
+	CS_RESOLVING_ADDR,
+	CS_RESOLVING_ROUTE,
+	CS_CONNECTING,		/* client: rdma_connect sent */
+	CS_ACCEPTING,		/* server: rdma_accept sent, not yet established */
+	CS_ESTABLISHED,
+	CS_FAILED,		/* connect failed or connection broken: see error */
+	CS_DISCONNECTED,	/* the peer disconnected after a FIN */
+};
+
+struct rt_device {
+	struct ibv_context *verbs;
+	struct ibv_pd *pd;
+	struct regcache *regcache;
+	struct ibv_device_attr attr;
+	struct rt_device *next;
+};
+
+struct tx_slot {
+	bool busy;
+	unsigned nwr;			/* work requests this slot's message used */
+	unsigned nrefs;
+	struct regcache_entry *refs[RT_MAX_REFS];
+	uint64_t seq;
+};
+
+struct rx_msg {
+	unsigned buf;			/* receive buffer index */
+	struct wire_hdr hdr;
+	struct wire_data data;
+	unsigned seg;			/* read cursor: segment index */
+	uint32_t seg_off;		/* bytes of that segment already read */
+	uint32_t inline_off;		/* inline bytes already read */
+	uint32_t ring_off;		/* ring bytes already read */
+};
+
+struct rt_obj {
+	enum rt_obj_kind kind;
+};
+
+struct rt_conn {
+	struct rt_obj obj;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* broadcast on every change waiters care about */
+	unsigned id;
+	bool is_server;
+
+	struct rdma_cm_id *cm_id;
+	struct rt_device *dev;
+	struct ibv_comp_channel *chan;
+	struct ibv_cq *cq;
+	struct ibv_qp *qp;
+	unsigned max_sge;
+	unsigned max_inline;
+
+	uint8_t *ring;			/* our receive ring, written by the peer */
+	struct ibv_mr *ring_mr;
+	uint32_t ring_size;
+	uint8_t *rbufs;			/* receive buffers */
+	struct ibv_mr *rbuf_mr;
+	unsigned nrecv;
+	uint8_t *sbufs;			/* DATA slots, then control slots */
+	struct ibv_mr *sbuf_mr;
+	struct tx_slot slots[RT_TX_SLOTS];
+	unsigned slot_next;		/* slots are used round-robin, in order */
+	bool ctrl_busy[RT_CTRL_SLOTS];
+	bool ctrl_credit_pending;	/* a CREDIT is owed but no slot was free */
+	bool ctrl_fin_pending;
+	bool ctrl_pong_pending;
+	unsigned sq_outstanding;
+
+	struct rx_msg rxq[RT_DATA_CREDITS];
+	unsigned rxq_head;
+	unsigned rxq_count;
+	size_t rx_ready;		/* unread stream bytes queued */
+
+	uint64_t peer_ring_addr;
+	uint32_t peer_rkey;
+	uint32_t peer_msg_size;
+	struct credit_tx ctx;
+	struct credit_rx crx;
+
+	enum conn_state state;
+	int error;			/* errno of a failure, reported once via SO_ERROR */
+	int sticky_error;		/* errno later calls keep returning */
+	bool error_reported;
+	bool fin_sent;
+	bool fin_received;
+	bool peer_gone;			/* DISCONNECTED seen */
+	bool shut_rd;
+	bool shut_wr;
+	bool owner_gone;		/* rt_conn_close called */
+	bool disconnecting;		/* rdma_disconnect called */
+	bool destroyed;
+	bool ping_outstanding;
+	const char *end_reason;
+
+	uint64_t seq_posted;		/* DATA messages posted */
+	uint64_t seq_done;		/* DATA messages whose SEND completed */
+
+	rt_notify_fn notify;
+	void *notify_arg;
+	unsigned last_events;
+
+	struct sockaddr_storage local;
+	struct sockaddr_storage peer;
+	struct rt_listener *listener;	/* server side, until accepted */
+	struct rt_conn *next_pending;
+	struct rt_conn *next_all;
+
+	struct timespec t_start;
+	uint64_t deadline_ms;		/* connect deadline, or close linger deadline */
+	uint64_t last_rx_ms;
+	uint64_t last_tx_ms;
+	struct rt_conn_stats stats;
+	size_t registered_peak_at_start;
+};
+
+struct rt_listener {
+	struct rt_obj obj;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct rdma_cm_id *cm_id;
+	int backlog;
+	struct rt_conn *pending_head;	/* established, not yet accepted */
+	struct rt_conn *pending_tail;
+	unsigned npending;
+	bool shut;
+	bool closed;
+	rt_notify_fn notify;
+	void *notify_arg;
+	unsigned last_events;
+	struct rt_listener *next_all;
+};
+
+struct rt_global {
+	pthread_mutex_t lock;		/* lists and devices; never taken under a conn lock */
+	bool initialised;
+	int init_error;
+	struct rt_options opts;
+	struct rdma_event_channel *cm_chan;
+	int epoll_fd;
+	int wake_fd;			/* eventfd: wakes the service thread */
+	pthread_t thread;
+	struct rt_device *devices;
+	struct rt_conn *conns;
+	struct rt_listener *listeners;
+	struct rt_conn *zombies;	/* destroyed, freed after the current event batch */
+	unsigned next_id;
+	size_t pinned_now;
+	size_t pinned_peak;
+};
+
+extern struct rt_global rt_g;
+
+uint64_t rt_now_ms(void);
+struct timespec rt_abs_timeout(unsigned ms);
+
+/* device.c */
+struct rt_device *rt_device_get(struct ibv_context *verbs);
+void rt_devices_pinned(size_t *now, size_t *peak);
+
+/* conn.c */
+struct rt_conn *conn_alloc(bool is_server);
+int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id);
+void conn_destroy(struct rt_conn *c);
+void conn_free_zombies(void);
+void conn_fail(struct rt_conn *c, int err, const char *reason);
+void conn_update_events(struct rt_conn *c, bool newdata);
+void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h);
+void conn_local_hello(const struct rt_conn *c, struct wire_hello *h);
+void conn_wait(struct rt_conn *c);
+void conn_wake_service(void);
+
+/* progress.c */
+void conn_progress(struct rt_conn *c);
+int conn_post_recv(struct rt_conn *c, unsigned idx);
+void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op);
+void conn_flush_pending_ctrl(struct rt_conn *c);
+void conn_rx_discard(struct rt_conn *c);
+
+/* service.c */
+int rt_service_watch(int fd, void *ptr);
+void rt_service_unwatch(int fd);
+
+/* listen side (cm.c) */
+void listener_update_events(struct rt_listener *l);
+void cm_handle_event(struct rdma_cm_event *ev);
+void cm_check_timers(uint64_t now);
+
+#endif

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The service thread: the one place that reads rdma_cm events and
+ * completion-channel events, runs timers (connect deadlines, keepalive,
+ * close linger) and tears connections down.  Program threads only post
+ * work and sleep on condition variables it signals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "shim/log.h"
+
+struct rt_global rt_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* epoll tags that are not connections. */
+static char tag_cm, tag_wake;
+
+#define SERVICE_TICK_MS 100
+
+uint64_t rt_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Condition variables here use CLOCK_MONOTONIC (see conn_alloc). */
+struct timespec rt_abs_timeout(unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+int rt_service_watch(int fd, void *ptr)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = ptr };
+
+	return epoll_ctl(rt_g.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void rt_service_unwatch(int fd)
+{
+	epoll_ctl(rt_g.epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void conn_wake_service(void)
+{
+	uint64_t one = 1;
+
+	if (write(rt_g.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_debug(0, "service wake-up failed: %m");
+}
+
+static void handle_cq_event(struct rt_conn *c)
+{
+	struct ibv_cq *cq;
+	void *ctx;
+
+	if (ibv_get_cq_event(c->chan, &cq, &ctx))
+		return;
+	ibv_ack_cq_events(cq, 1);
+	pthread_mutex_lock(&c->lock);
+	if (!c->destroyed) {
+		ibv_req_notify_cq(c->cq, 0);
+		conn_progress(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void handle_cm_events(void)
+{
+	struct rdma_cm_event *ev;
+
+	while (rdma_get_cm_event(rt_g.cm_chan, &ev) == 0)
+		cm_handle_event(ev);
+}
+
+static void *service_main(void *arg)
+{
+	struct epoll_event evs[32];
+	uint64_t last_tick = 0;
+	sigset_t all;
+
+	(void)arg;
+	/* Signals belong to the program's threads, never to ours. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+	for (;;) {
+		int n, i;
+		uint64_t now;
+
+		conn_free_zombies();
+		n = epoll_wait(rt_g.epoll_fd, evs, 32, SERVICE_TICK_MS);
+		for (i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+
+			if (p == &tag_cm) {
+				handle_cm_events();
+			} else if (p == &tag_wake) {
+				uint64_t v;
+
+				if (read(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					log_debug(0, "service wake read: %m");
+			} else {
+				handle_cq_event(p);
+			}
+		}
+		now = rt_now_ms();
+		if (n == 0 || now - last_tick >= SERVICE_TICK_MS ||
+		    (n > 0 && evs[0].data.ptr == &tag_wake)) {
+			cm_check_timers(now);
+			last_tick = now;
+		}
+	}
+	return NULL;
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -1;
+	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int rt_init(const struct rt_options *opts)
+{
+	pthread_attr_t attr;
+	int ret = 0, err;
+
+	pthread_mutex_lock(&rt_g.lock);
+	if (rt_g.initialised) {
+		ret = rt_g.init_error;
+		goto out;
+	}
+	rt_g.opts = *opts;
+	rt_g.epoll_fd = -1;
+	rt_g.wake_fd = -1;
+	rt_g.cm_chan = rdma_create_event_channel();
+	if (!rt_g.cm_chan) {
+		ret = errno == ENOENT || errno == ENOSYS ? -ENODEV : -errno;
+		if (!ret)
+			ret = -ENODEV;
+		log_error(0, "no RDMA available: cannot open the rdma_cm event channel (%s); "
+			  "load rdma_ucm and check /dev/infiniband/rdma_cm",
+			  strerror(-ret));
+		goto fail;
+	}
+	if (set_nonblock(rt_g.cm_chan->fd))
+		goto fail_errno;
+	rt_g.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	rt_g.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (rt_g.epoll_fd < 0 || rt_g.wake_fd < 0)
+		goto fail_errno;
+	if (rt_service_watch(rt_g.cm_chan->fd, &tag_cm) ||
+	    rt_service_watch(rt_g.wake_fd, &tag_wake))
+		goto fail_errno;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(&rt_g.thread, &attr, service_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (err) {
+		errno = err;
+		goto fail_errno;
+	}
+	rt_g.initialised = true;
+	goto out;
+
+fail_errno:
+	ret = -errno;
+	log_error(0, "transport start-up failed: %s", strerror(errno));
+fail:
+	if (rt_g.wake_fd >= 0)
+		close(rt_g.wake_fd);
+	if (rt_g.epoll_fd >= 0)
+		close(rt_g.epoll_fd);
+	if (rt_g.cm_chan)
+		rdma_destroy_event_channel(rt_g.cm_chan);
+	rt_g.cm_chan = NULL;
+	rt_g.epoll_fd = rt_g.wake_fd = -1;
+	/* Failed start-ups are retried: a device may appear later. */
+out:
+	pthread_mutex_unlock(&rt_g.lock);
+	return ret;
+}
+
+void rt_for_each_internal_fd(void (*fn)(int fd, void *arg), void *arg)
+{
+	struct ibv_context **devs;
+	struct rt_conn *c;
+	int i, n = 0;
+
+	pthread_mutex_lock(&rt_g.lock);
+	if (!rt_g.initialised)
+		goto out;
+	fn(rt_g.epoll_fd, arg);
+	fn(rt_g.wake_fd, arg);
+	fn(rt_g.cm_chan->fd, arg);
+	devs = rdma_get_devices(&n);
+	for (i = 0; devs && i < n; i++) {
+		fn(devs[i]->cmd_fd, arg);
+		fn(devs[i]->async_fd, arg);
+	}
+	if (devs)
+		rdma_free_devices(devs);
+	for (c = rt_g.conns; c; c = c->next_all)
+		if (c->chan)
+			fn(c->chan->fd, arg);
+out:
+	pthread_mutex_unlock(&rt_g.lock);
+}
+
+void rt_forget_after_fork(void)
+{
+	/*
+	 * The child has no service thread and must not touch the parent's
+	 * queue pairs: pretend the transport was never started.  Memory is
+	 * leaked on purpose; freeing it could unmap pages the parent's device
+	 * still writes into (they are shared until exec).
+	 */
+	pthread_mutex_init(&rt_g.lock, NULL);
+	rt_g.initialised = false;
+	rt_g.conns = NULL;
+	rt_g.listeners = NULL;
+	rt_g.devices = NULL;
+	rt_g.cm_chan = NULL;
+	rt_g.epoll_fd = -1;
+	rt_g.wake_fd = -1;
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RDMA stream transport: what rdma/ offers the rest of migrdma.
+ *
+ * A connection carries one reliable byte stream each way over an RC queue
+ * pair set up with rdma_cm.  Large page-aligned segments are RDMA-written
+ * from the caller's memory into the peer's receive ring; everything else
+ * rides inline in SEND messages (see wire.h).
+ *
+ * Readiness is pushed to the owner through a notify callback, called with
+ * the connection's lock held whenever the set of ready events may have
+ * changed; the owner mirrors it on a real kernel fd.  The transport knows
+ * nothing about file descriptors the program holds.
+ *
+ * All functions return 0 / a byte count on success and a negative errno
+ * on failure.
+ */
+#ifndef MIGRDMA_RDMA_TRANSPORT_H
+#define MIGRDMA_RDMA_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+struct rt_conn;
+struct rt_listener;
+
+struct rt_options {
+	size_t zcopy_min;		/* smallest page-aligned segment sent zero-copy */
+	size_t chunk;			/* registration granularity */
+	size_t pin_limit;		/* most bytes registered at once, per device */
+	size_t ring_size;		/* our receive ring, power of two */
+	unsigned busy_poll_us;		/* spin this long before sleeping */
+	unsigned connect_timeout_ms;
+	unsigned keepalive_s;		/* declare a silent peer dead after this */
+};
+
+/* Readiness bits passed to the notify callback. */
+#define RT_EV_READABLE	0x1	/* bytes, EOF or an error are there to read */
+#define RT_EV_WRITABLE	0x2	/* a write would make progress (or fail at once) */
+#define RT_EV_HUP	0x4	/* the connection is finished or broken */
+#define RT_EV_NEWDATA	0x8	/* new bytes arrived (an edge for edge-triggered waiters) */
+
+typedef void (*rt_notify_fn)(void *arg, unsigned events);
+
+/* Per-connection counters, also used for MIGRDMA_STATS. */
+struct rt_conn_stats {
+	uint64_t bytes_out;
+	uint64_t bytes_in;
+	uint64_t bytes_out_zerocopy;
+	uint64_t bytes_out_send;
+	uint64_t registrations;
+	uint64_t registered_bytes_peak;
+	uint64_t msgs_out;
+	uint64_t msgs_in;
+	uint64_t writes;
+	uint64_t reads;
+};
+
+/* Start the service thread and open the event channel (idempotent). */
+int rt_init(const struct rt_options *opts);
+
+/*
+ * Connect to dst (AF_INET/AF_INET6).  src, if non-NULL, is a local address
+ * to bind first.  With nonblock, returns -EINPROGRESS and completes in the
+ * background: watch for RT_EV_WRITABLE, then call rt_conn_error().
+ * The errno on failure says why: ECONNREFUSED (nobody listens, or the peer
+ * refused), EHOSTUNREACH/ENETUNREACH, ENODEV (no RDMA device for the route),
+ * ETIMEDOUT.  *out is set in every case but an immediate failure.
+ */
+int rt_connect(const struct sockaddr *dst, socklen_t dstlen,
+	       const struct sockaddr *src, socklen_t srclen, bool nonblock,
+	       rt_notify_fn notify, void *arg, struct rt_conn **out);
+
+/* Listen on addr (port must be non-zero). */
+int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+	      rt_notify_fn notify, void *arg, struct rt_listener **out);
+
+/* Take an established connection; -EAGAIN if none is pending and nonblock. */
+int rt_accept(struct rt_listener *l, bool nonblock, rt_notify_fn notify,
+	      void *arg, struct rt_conn **out);
+
+/* Wake every waiter of the listener and make accept fail with EINVAL. */
+void rt_listener_shutdown(struct rt_listener *l);
+void rt_listener_close(struct rt_listener *l);
+/* Swap the listener's notify target (after the owner re-homes it). */
+void rt_listener_set_notify(struct rt_listener *l, rt_notify_fn notify, void *arg);
+
+/*
+ * Write the stream bytes in iov.  Page-aligned segments of at least
+ * zcopy_min bytes are written zero-copy; the call returns only when the
+ * caller may reuse every buffer.  Returns bytes written (possibly fewer
+ * than asked when nonblock and the window filled), or -EAGAIN, -EPIPE,
+ * -ECONNRESET, -ETIMEDOUT, -ENOTCONN.
+ */
+ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, bool nonblock);
+
+#define RT_RECV_PEEK	0x1
+#define RT_RECV_WAITALL	0x2
+
+/* Read stream bytes into iov: 0 at EOF, -EAGAIN if nonblock and none. */
+ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flags,
+		bool nonblock);
+
+/* SHUT_RD / SHUT_WR / SHUT_RDWR: wakes every waiter at once. */
+int rt_shutdown(struct rt_conn *c, int how);
+
+/* Pending error for SO_ERROR (cleared by the call), 0 if none. */
+int rt_conn_error(struct rt_conn *c);
+
+/* Is the connection established (connect finished successfully)? */
+bool rt_conn_established(struct rt_conn *c);
+
+/* Bytes readable now without blocking (for FIONREAD / SIOCINQ). */
+size_t rt_conn_readable_bytes(struct rt_conn *c);
+
+int rt_conn_local_addr(struct rt_conn *c, struct sockaddr_storage *ss);
+int rt_conn_peer_addr(struct rt_conn *c, struct sockaddr_storage *ss);
+unsigned rt_conn_id(struct rt_conn *c);
+void rt_conn_get_stats(struct rt_conn *c, struct rt_conn_stats *out);
+/* Why the connection ended ("close", "eof", "reset", "timeout", ...). */
+const char *rt_conn_end_reason(struct rt_conn *c);
+
+/*
+ * The owner is done with the connection: send FIN after the bytes already
+ * written, let them drain (bounded), then tear down in the background.
+ */
+void rt_conn_close(struct rt_conn *c);
+
+/* The program unmapped or discarded memory: drop stale registrations. */
+void rt_invalidate_memory(const void *addr, size_t len);
+
+/* Process-wide pinned bytes now and at peak. */
+void rt_pinned_bytes(size_t *now, size_t *peak);
+
+/*
+ * Call fn for every file descriptor the transport and its libraries hold,
+ * so the owner can protect them from the program's close loops.
+ */
+void rt_for_each_internal_fd(void (*fn)(int fd, void *arg), void *arg);
+
+/* In a forked child: forget the parent's resources without touching them. */
+void rt_forget_after_fork(void);
+
+#endif

@@ -1,0 +1,167 @@
+#!/bin/bash
+# vm-guest.sh: PID 1 inside the VM booted by scripts/vm-run, after the
+# initramfs has switched to the host's root (9p, read-only, under a tmpfs
+# overlay).  It finishes setting up the machine, builds the requested
+# network/RDMA topology, runs the caller's command and reports its exit status
+# to the host through a marker line on the serial console, then powers off.
+#
+#   usage (from the job's boot script): vm-guest.sh JOB_ENV_FILE
+#
+# JOB_ENV_FILE is written by vm-run (bash syntax) and defines VM_NONCE,
+# VM_TOPOLOGY, VM_CWD, VM_KVER, VM_MODULES, VM_LIB, VM_SHARES[], VM_CMD[] and
+# VM_PASS_ENV[].
+#
+# No "set -e": this is PID 1, and if it exits the kernel panics.  Every
+# failure goes through fail(), which reports and powers off.
+set -u
+
+# The marker lines the host looks for; the nonce makes sure the command's own
+# output can never be mistaken for one.
+VM_NONCE=unknown
+
+power_off() {
+	sync
+	# sysrq 'o' powers off at once, no init system needed.
+	echo o >/proc/sysrq-trigger
+	# Never return: PID 1 exiting would panic the kernel.
+	while :; do sleep 60; done
+}
+
+fail() {
+	# The "vm-guest:" prefix makes the host print this line even though it
+	# hides the rest of the boot chatter.
+	echo "vm-guest: $*"
+	echo "@@MIGRDMA-VM-SETUP-FAILED $VM_NONCE@@"
+	power_off
+}
+
+run() {
+	# Run a setup command, failing with its own output if it fails.
+	local out
+	if ! out=$("$@" 2>&1); then
+		fail "'$*' failed: $out"
+	fi
+}
+
+[ $# -eq 1 ] || fail "usage: vm-guest.sh JOB_ENV_FILE"
+# shellcheck disable=SC1090
+. "$1" || fail "cannot read the job file $1"
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# --- the rest of a minimal system ---------------------------------------------
+# /proc, /sys and /dev were moved here by the initramfs.
+mkdir -p /dev/pts /dev/shm
+run mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
+run mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+echo vm >/proc/sys/kernel/hostname
+# The lower layer is the host's own filesystem: network namespaces the host
+# happens to have registered under /run/netns are meaningless in here.
+rm -rf /run/netns 2>/dev/null
+
+# modprobe needs the VM kernel's modules at the standard place; the host's own
+# /lib/modules (a different kernel) stays untouched underneath.
+mkdir -p "/lib/modules/$VM_KVER"
+run mount --bind "$VM_MODULES" "/lib/modules/$VM_KVER"
+
+# Read-write shares, each its own 9p export (tag shareN), mounted over the
+# read-only overlay at the host path.  cache=none: writes reach the host
+# immediately, so nothing is lost by the abrupt sysrq power-off.
+i=0
+for dir in "${VM_SHARES[@]}"; do
+	run mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none "share$i" "$dir"
+	i=$((i + 1))
+done
+
+# All topologies load the same modules, so "none" differs from "one" only by
+# the absence of an RDMA device.
+run modprobe -a rdma_rxe rdma_ucm ib_uverbs veth dummy
+
+run ip link set lo up
+
+# --- topology ------------------------------------------------------------------
+wait_port_active() {
+	# wait_port_active DEV [NS]: rxe ports become ACTIVE once the netdev is
+	# up; give it a few seconds, TCG is slow.
+	local dev=$1 ns=${2:-} state deadline=$((SECONDS + 15))
+	while :; do
+		if [ -n "$ns" ]; then
+			state=$(ip netns exec "$ns" rdma link show "$dev/1" 2>&1)
+		else
+			state=$(rdma link show "$dev/1" 2>&1)
+		fi
+		case $state in
+		*"state ACTIVE"*) return 0 ;;
+		esac
+		[ $SECONDS -lt $deadline ] || fail "RDMA port $dev/1 ${ns:+(netns $ns) }is not ACTIVE: $state"
+		sleep 0.1
+	done
+}
+
+topo_env=()
+case $VM_TOPOLOGY in
+none)
+	topo_env=(VM_TOPOLOGY=none)
+	;;
+one)
+	run ip link add dummy0 mtu 9000 type dummy
+	run ip addr add 198.18.0.1/24 dev dummy0
+	run ip link set dummy0 up
+	run rdma link add rxe0 type rxe netdev dummy0
+	wait_port_active rxe0
+	topo_env=(VM_TOPOLOGY=one VM_ADDR=198.18.0.1 VM_DEV=rxe0)
+	;;
+two)
+	run ip netns add src
+	run ip netns add dst
+	run ip link add veth_src mtu 9000 type veth peer name veth_dst mtu 9000
+	run ip link set veth_src netns src
+	run ip link set veth_dst netns dst
+	run ip -n src addr add 198.18.0.1/24 dev veth_src
+	run ip -n dst addr add 198.18.0.2/24 dev veth_dst
+	# Both ends up first: a veth end has no carrier (and its rxe port stays
+	# DOWN) until its peer is up too.
+	for ns in src dst; do
+		run ip -n "$ns" link set lo up
+		run ip -n "$ns" link set "veth_$ns" up
+	done
+	for ns in src dst; do
+		# Created from inside the namespace so the rxe device binds to
+		# that namespace's veth end (and its routes/neighbours).
+		run ip netns exec "$ns" rdma link add "rxe_$ns" type rxe netdev "veth_$ns"
+	done
+	for ns in src dst; do
+		wait_port_active "rxe_$ns" "$ns"
+	done
+	topo_env=(VM_TOPOLOGY=two SRC_NS=src DST_NS=dst SRC_ADDR=198.18.0.1 DST_ADDR=198.18.0.2
+		SRC_DEV=rxe_src DST_DEV=rxe_dst)
+	;;
+*)
+	fail "unknown topology '$VM_TOPOLOGY'"
+	;;
+esac
+
+[ -d "$VM_CWD" ] || fail "working directory $VM_CWD does not exist in the VM"
+
+# --- the command -------------------------------------------------------------
+# A clean environment: only what vm-run passes plus the topology description.
+# The console is a tty, so keep programs from paging or colouring.
+cmd_env=(
+	PATH="$PATH" HOME=/root USER=root LOGNAME=root SHELL=/bin/bash
+	TERM=dumb PAGER=cat SYSTEMD_PAGER=cat
+	VM_LIB="$VM_LIB"
+	"${topo_env[@]}"
+	"${VM_PASS_ENV[@]}"
+)
+
+echo "@@MIGRDMA-VM-START $VM_NONCE@@"
+(
+	cd "$VM_CWD" || exit 125
+	# Memory registration pins pages; rdma needs an unlimited memlock.
+	ulimit -l unlimited || exit 125
+	exec env -i "${cmd_env[@]}" "${VM_CMD[@]}"
+) </dev/null
+rc=$?
+sync
+echo "@@MIGRDMA-VM-EXIT $VM_NONCE $rc@@"
+power_off

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Configuration read once from the environment at start-up.
+ *
+ * Every MIGRDMA_* variable is validated; a bad value yields one clear error
+ * line and the library stays inert (config_load() returns -1).
+ */
+#ifndef MIGRDMA_SHIM_CONFIG_H
+#define MIGRDMA_SHIM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+enum fallback_mode {
+	FALLBACK_NONE = 0,	/* never make a TCP connection for a matched socket */
+	FALLBACK_TCP,		/* use plain TCP (with a warning) when RDMA fails */
+};
+
+/* One MIGRDMA_TARGETS rule: an address (or any) and an inclusive port range. */
+struct target_rule {
+	int family;			/* AF_INET, AF_INET6, or AF_UNSPEC for '*' */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} addr;
+	uint16_t port_lo;
+	uint16_t port_hi;
+};
+
+#define CONFIG_MAX_RULES 64
+
+struct migrdma_config {
+	bool disabled;			/* MIGRDMA_DISABLE=1 */
+	struct target_rule rules[CONFIG_MAX_RULES];
+	size_t nrules;			/* MIGRDMA_TARGETS */
+	enum fallback_mode fallback;	/* MIGRDMA_FALLBACK=none|tcp */
+	enum log_level log_level;	/* MIGRDMA_LOG=error|warn|info|debug */
+	char log_file[256];		/* MIGRDMA_LOG_FILE, "" = stderr */
+	char stats_file[256];		/* MIGRDMA_STATS, "" = off */
+	size_t zcopy_min;		/* MIGRDMA_ZCOPY_MIN, bytes, default 4096 */
+	size_t chunk;			/* MIGRDMA_CHUNK, bytes, power of two, default 1 MiB */
+	size_t pin_limit;		/* MIGRDMA_PIN_LIMIT, bytes, default 1 GiB */
+	size_t ring_size;		/* MIGRDMA_RING, bytes, default 8 MiB */
+	unsigned busy_poll_us;		/* MIGRDMA_BUSY_POLL_US, default 0, max 10000 */
+	unsigned connect_timeout_ms;	/* MIGRDMA_CONNECT_TIMEOUT_MS, default 5000 */
+	unsigned keepalive_s;		/* MIGRDMA_KEEPALIVE, seconds, default 10 */
+};
+
+/*
+ * Parse the process environment (via getenv_fn, so tests can inject one).
+ * On error writes one message into err (size errlen) naming the variable and
+ * the accepted values, and returns -1.  cfg is always fully initialised with
+ * defaults first.
+ */
+int config_load(struct migrdma_config *cfg,
+		const char *(*getenv_fn)(const char *name),
+		char *err, size_t errlen);
+
+/* Parse a MIGRDMA_TARGETS value into cfg->rules. Returns 0 or -1 with err set. */
+int config_parse_targets(struct migrdma_config *cfg, const char *value,
+			 char *err, size_t errlen);
+
+/*
+ * Parse a byte size: a decimal number with an optional K, M, G suffix
+ * (powers of 1024, case-insensitive, optional trailing 'B' or 'iB').
+ * Returns 0 or -1 on any garbage, overflow, or empty string.
+ */
+int config_parse_size(const char *value, size_t *out);
+
+/*
+ * Does addr (AF_INET or AF_INET6, port in network order inside it) match a
+ * rule?  An IPv4-mapped IPv6 address matches IPv4 rules.  A wildcard address
+ * (INADDR_ANY / in6addr_any), used by bind(), matches any rule for that port.
+ */
+bool config_match(const struct migrdma_config *cfg, const struct sockaddr *addr,
+		  socklen_t addrlen);
+
+#endif

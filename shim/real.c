@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+#include "real.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+struct real_fns real;
+
+/* Used when libc lacks a function (close_range before glibc 2.34). */
+static int fallback_close_range(unsigned first, unsigned last, int flags)
+{
+	return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+static void fallback_closefrom(int lowfd)
+{
+	syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0);
+}
+
+static void *lookup(const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	Dl_info mine, theirs;
+
+	/* RTLD_NEXT must never hand back one of our own interposers. */
+	if (p && dladdr((void *)real_resolve, &mine) && dladdr(p, &theirs) &&
+	    mine.dli_fbase == theirs.dli_fbase) {
+		static const char msg[] = "migrdma: dlsym(RTLD_NEXT) found the interposer itself\n";
+
+		if (write(2, msg, sizeof(msg) - 1) < 0)
+			abort();
+		abort();
+	}
+	return p;
+}
+
+#define RESOLVE(name) \
+	__atomic_store_n((void **)&real.name, lookup(#name), __ATOMIC_RELEASE)
+
+void real_resolve(void)
+{
+	RESOLVE(connect);
+	RESOLVE(listen);
+	RESOLVE(accept);
+	RESOLVE(accept4);
+	RESOLVE(shutdown);
+	RESOLVE(close);
+	RESOLVE(read);
+	RESOLVE(readv);
+	RESOLVE(write);
+	RESOLVE(writev);
+	RESOLVE(recv);
+	RESOLVE(recvfrom);
+	RESOLVE(recvmsg);
+	RESOLVE(send);
+	RESOLVE(sendto);
+	RESOLVE(sendmsg);
+	RESOLVE(__read_chk);
+	RESOLVE(__recv_chk);
+	RESOLVE(__recvfrom_chk);
+	RESOLVE(getsockopt);
+	RESOLVE(setsockopt);
+	RESOLVE(getsockname);
+	RESOLVE(getpeername);
+	RESOLVE(dup);
+	RESOLVE(dup2);
+	RESOLVE(dup3);
+	RESOLVE(fcntl);
+	RESOLVE(fcntl64);
+	RESOLVE(ioctl);
+	RESOLVE(munmap);
+	RESOLVE(mremap);
+	RESOLVE(madvise);
+	RESOLVE(socketpair);
+	RESOLVE(socket);
+	RESOLVE(close_range);
+	RESOLVE(closefrom);
+	if (!real.close_range)
+		real.close_range = fallback_close_range;
+	if (!real.closefrom)
+		real.closefrom = fallback_closefrom;
+	if (!real.fcntl64)
+		real.fcntl64 = real.fcntl;
+}
