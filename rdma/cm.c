@@ -536,6 +536,10 @@ void cm_handle_event(struct rdma_cm_event *ev)
 	struct rdma_cm_id *destroy = NULL;
 	struct rt_obj *obj;
 
+	obj = ev->event == RDMA_CM_EVENT_CONNECT_REQUEST ? NULL : ev->id->context;
+	log_debug(obj && obj->kind == RT_OBJ_CONN ? ((struct rt_conn *)obj)->id : 0,
+		  "rdma_cm event %s (status %d)", rdma_event_str(ev->event), ev->status);
+
 	if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
 		struct rt_listener *l = ev->listen_id->context;
 

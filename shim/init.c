@@ -80,7 +80,7 @@ static void do_init(void)
 	log_init(&shim_cfg);
 	backtrace_install();
 	pthread_atfork(NULL, NULL, atfork_child);
-	log_info(0, "active: %zu target rule(s), fallback %s", shim_cfg.nrules,
+	log_debug(0, "active: %zu target rule(s), fallback %s", shim_cfg.nrules,
 		 shim_cfg.fallback == FALLBACK_TCP ? "tcp" : "none");
 	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);
 out:

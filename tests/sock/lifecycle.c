@@ -252,6 +252,7 @@ static void *blocked_thread(void *p)
 			break;
 		}
 		b->written += (uint64_t)n;
+		sc_count((uint64_t)n);
 	}
 	b->end_ns = sc_now_ns();
 	free(buf);
@@ -534,10 +535,24 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 
 #define CR_NEXTRA 5
 
+/*
+ * Both halves probe before connecting, so that on an old kernel both skip
+ * instead of one of them waiting for a peer that gave up.
+ */
+static void close_range_probe(void)
+{
+	if (!do_close_range(~0U - 1, ~0U, 0))
+		return;
+	if (errno == ENOSYS)
+		sc_skip("close_range: not supported by this kernel or libc");
+	sc_fail_errno("close_range(~0U - 1, ~0U, 0)");
+}
+
 int close_range_client(struct sc_ctx *ctx)
 {
 	int c, extra[CR_NEXTRA], p[2], i;
 
+	close_range_probe();
 	sc_step("connect");
 	c = sc_connect(ctx);
 	sc_send_stream(c, sc_seed(1), 0, 10000, "before close_range");
@@ -564,8 +579,6 @@ int close_range_client(struct sc_ctx *ctx)
 
 	sc_step("close_range CLOEXEC");
 	if (do_close_range((unsigned)c + 1, ~0U, CLOSE_RANGE_CLOEXEC)) {
-		if (errno == ENOSYS)
-			sc_skip("close_range: not supported by this kernel");
 		if (errno != EINVAL)
 			sc_fail_errno("close_range(CLOSE_RANGE_CLOEXEC)");
 		sc_info("CLOSE_RANGE_CLOEXEC not supported (EINVAL), skipped");
@@ -576,11 +589,8 @@ int close_range_client(struct sc_ctx *ctx)
 	}
 
 	sc_step("close_range above the connection");
-	if (do_close_range((unsigned)c + 1, ~0U, 0)) {
-		if (errno == ENOSYS)
-			sc_skip("close_range: not supported by this kernel");
+	if (do_close_range((unsigned)c + 1, ~0U, 0))
 		sc_fail_errno("close_range(%d, ~0U, 0)", c + 1);
-	}
 	for (i = 0; i < CR_NEXTRA; i++)
 		if (fcntl(extra[i], F_GETFD) != -1 || errno != EBADF)
 			sc_fail("fd %d still open after close_range", extra[i]);
@@ -599,6 +609,7 @@ int close_range_server(struct sc_ctx *ctx)
 {
 	int fd;
 
+	close_range_probe();
 	sc_step("read across the peer's close_range");
 	fd = sc_accept(ctx->lfd);
 	sc_recv_stream(fd, sc_seed(1), 0, 20000, "data");

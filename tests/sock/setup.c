@@ -655,7 +655,11 @@ int sockopts_server(struct sc_ctx *ctx)
 	sc_step("accept");
 	fd = sc_accept(ctx->lfd);
 	check_opts(fd);
-	/* The client sends nothing until its own idle-read check is done. */
+	/*
+	 * Idle-read checks take turns: each side stays silent while the
+	 * other one times out a read.
+	 */
+	sc_recv_token(fd, 'C', "client's idle read done");
 	check_rcvtimeo(fd);
 	sc_send_token(fd, 'T');
 	sc_step("data with options set");
@@ -674,7 +678,8 @@ int sockopts_client(struct sc_ctx *ctx)
 	fd = sc_connect(ctx);
 	check_opts(fd);
 	check_rcvtimeo(fd);
-	sc_recv_token(fd, 'T', "token");
+	sc_send_token(fd, 'C');
+	sc_recv_token(fd, 'T', "server's idle read done");
 	sc_step("data with options set");
 	sc_send_stream(fd, sc_seed(1), 0, 65536, "data");
 	sc_recv_stream(fd, sc_seed(2), 0, 65536, "reply");

@@ -92,6 +92,9 @@ static int run_server(const struct sc_case *c, uint16_t port)
 	if (getsockname(ctx.lfd, (struct sockaddr *)&ctx.addr, &len))
 		sc_fail_errno("getsockname(listener)");
 	ctx.port = ntohs(ctx.addr.sin_port);
+	if (!port)
+		printf("INFO case=%s: server: listening port=%u\n", c->name,
+		       ctx.port);
 	return run_half(c, &ctx);
 }
 
