@@ -180,7 +180,7 @@ fail:
 
 void listener_update_events(struct rt_listener *l)
 {
-	unsigned ev = (l->npending || l->shut) ? RT_EV_READABLE : 0;
+	unsigned ev = (l->npending || l->shut || l->extra_ready) ? RT_EV_READABLE : 0;
 
 	if (l->notify && ev != l->last_events) {
 		l->last_events = ev;
@@ -234,6 +234,14 @@ void rt_listener_set_notify(struct rt_listener *l, rt_notify_fn notify, void *ar
 	l->notify = notify;
 	l->notify_arg = arg;
 	l->last_events = ~0u;
+	listener_update_events(l);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void rt_listener_set_extra_ready(struct rt_listener *l, bool ready)
+{
+	pthread_mutex_lock(&l->lock);
+	l->extra_ready = ready;
 	listener_update_events(l);
 	pthread_mutex_unlock(&l->lock);
 }

@@ -28,7 +28,7 @@
 #define RT_MAX_REFS		(RT_MAX_WR_PER_MSG * RT_MAX_SGE)
 #define RT_LINGER_MS		10000u		/* how long close waits for sends to drain */
 
-enum rt_obj_kind { RT_OBJ_CONN = 1, RT_OBJ_LISTENER = 2 };
+enum rt_obj_kind { RT_OBJ_CONN = 1, RT_OBJ_LISTENER = 2, RT_OBJ_WATCH = 3 };
 
 enum conn_state {
 	CS_RESOLVING_ADDR,
@@ -159,10 +159,21 @@ struct rt_listener {
 	unsigned npending;
 	bool shut;
 	bool closed;
+	bool extra_ready;		/* the owner's TCP fallback has connections */
 	rt_notify_fn notify;
 	void *notify_arg;
 	unsigned last_events;
 	struct rt_listener *next_all;
+};
+
+struct rt_watch {
+	struct rt_obj obj;
+	pthread_mutex_t lock;		/* held while cb runs, so cancel can wait it out */
+	int fd;
+	bool cancelled;
+	void (*cb)(void *arg);
+	void *arg;
+	struct rt_watch *next_zombie;
 };
 
 struct rt_global {
@@ -178,6 +189,7 @@ struct rt_global {
 	struct rt_conn *conns;
 	struct rt_listener *listeners;
 	struct rt_conn *zombies;	/* destroyed, freed after the current event batch */
+	struct rt_watch *watch_zombies;
 	unsigned next_id;
 	size_t pinned_now;
 	size_t pinned_peak;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -82,6 +83,69 @@ static void handle_cq_event(struct rt_conn *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+static void handle_watch(struct rt_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->cancelled)
+		w->cb(w->arg);
+	pthread_mutex_unlock(&w->lock);
+}
+
+struct rt_watch *rt_watch_fd(int fd, void (*cb)(void *arg), void *arg)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT };
+	struct rt_watch *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->obj.kind = RT_OBJ_WATCH;
+	pthread_mutex_init(&w->lock, NULL);
+	w->fd = fd;
+	w->cb = cb;
+	w->arg = arg;
+	ev.data.ptr = w;
+	if (epoll_ctl(rt_g.epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void rt_watch_rearm(struct rt_watch *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = w };
+
+	epoll_ctl(rt_g.epoll_fd, EPOLL_CTL_MOD, w->fd, &ev);
+}
+
+void rt_watch_cancel(struct rt_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->cancelled = true;
+	epoll_ctl(rt_g.epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
+	pthread_mutex_unlock(&w->lock);
+	/* An event for it may sit in the service thread's current batch. */
+	pthread_mutex_lock(&rt_g.lock);
+	w->next_zombie = rt_g.watch_zombies;
+	rt_g.watch_zombies = w;
+	pthread_mutex_unlock(&rt_g.lock);
+}
+
+static void free_watch_zombies(void)
+{
+	struct rt_watch *w, *next;
+
+	pthread_mutex_lock(&rt_g.lock);
+	w = rt_g.watch_zombies;
+	rt_g.watch_zombies = NULL;
+	pthread_mutex_unlock(&rt_g.lock);
+	for (; w; w = next) {
+		next = w->next_zombie;
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+	}
+}
+
 static void handle_cm_events(void)
 {
 	struct rdma_cm_event *ev;
@@ -106,6 +170,7 @@ static void *service_main(void *arg)
 		uint64_t now;
 
 		conn_free_zombies();
+		free_watch_zombies();
 		n = epoll_wait(rt_g.epoll_fd, evs, 32, SERVICE_TICK_MS);
 		for (i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
@@ -117,6 +182,8 @@ static void *service_main(void *arg)
 
 				if (read(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_debug(0, "service wake read: %m");
+			} else if (((struct rt_obj *)p)->kind == RT_OBJ_WATCH) {
+				handle_watch(p);
 			} else {
 				handle_cq_event(p);
 			}

@@ -89,6 +89,23 @@ void rt_listener_close(struct rt_listener *l);
 void rt_listener_set_notify(struct rt_listener *l, rt_notify_fn notify, void *arg);
 
 /*
+ * Something outside the transport (a TCP fallback listener) has
+ * connections pending: report the listener readable while it is so.
+ */
+void rt_listener_set_extra_ready(struct rt_listener *l, bool ready);
+
+struct rt_watch;
+
+/*
+ * Call cb(arg) from the service thread once fd is readable.  One-shot:
+ * call rt_watch_rearm() after consuming what was there.  After
+ * rt_watch_cancel() returns, cb is not running and never runs again.
+ */
+struct rt_watch *rt_watch_fd(int fd, void (*cb)(void *arg), void *arg);
+void rt_watch_rearm(struct rt_watch *w);
+void rt_watch_cancel(struct rt_watch *w);
+
+/*
  * Write the stream bytes in iov.  Page-aligned segments of at least
  * zcopy_min bytes are written zero-copy; the call returns only when the
  * caller may reuse every buffer.  Returns bytes written (possibly fewer

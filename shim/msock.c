@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ struct msock {
 	int shadow_fd;			/* TCP socket for options; holds a listener's port */
 	struct rt_conn *conn;
 	struct rt_listener *lst;
+	bool tcp_listening;		/* MIGRDMA_FALLBACK=tcp: the shadow listens too */
+	struct rt_watch *tcp_watch;
 	struct sockaddr_storage local;	/* a listener's bound address */
 	struct timespec t_start;
 	const char *role;
@@ -124,6 +127,8 @@ static void msock_destroy(struct msock *ms)
 		log_debug(rt_conn_id(ms->conn), "closed");
 		rt_conn_close(ms->conn);
 	}
+	if (ms->tcp_watch)
+		rt_watch_cancel(ms->tcp_watch);
 	if (ms->lst)
 		rt_listener_close(ms->lst);
 	doorbell_destroy(&ms->db);
@@ -431,6 +436,29 @@ int shim_connect_again(struct msock *ms)
 	return -1;
 }
 
+static void tcp_fallback_ready(void *arg)
+{
+	struct msock *ms = arg;
+
+	rt_listener_set_extra_ready(ms->lst, true);
+}
+
+/* MIGRDMA_FALLBACK=tcp: peers without migrdma may connect over TCP too. */
+static int start_tcp_fallback_listener(struct msock *ms, int backlog)
+{
+	int fl;
+
+	if (ms->shadow_fd < 0 || REAL(listen)(ms->shadow_fd, backlog))
+		return -1;
+	fl = REAL(fcntl)(ms->shadow_fd, F_GETFL);
+	REAL(fcntl)(ms->shadow_fd, F_SETFL, fl | O_NONBLOCK);
+	ms->tcp_watch = rt_watch_fd(ms->shadow_fd, tcp_fallback_ready, ms);
+	if (!ms->tcp_watch)
+		return -1;
+	ms->tcp_listening = true;
+	return 0;
+}
+
 int shim_listen(int fd, int backlog, bool *handled)
 {
 	struct sockaddr_storage ss;
@@ -488,6 +516,8 @@ int shim_listen(int fd, int backlog, bool *handled)
 	ret = doorbell_create(&ms->db, fd, ms->nonblock, fd_cloexec(fd), &program_fd);
 	if (ret)
 		goto fail;
+	if (fallback_tcp() && start_tcp_fallback_listener(ms, backlog))
+		log_warn(0, "cannot also listen on plain TCP: %m; only RDMA peers can connect");
 	/* Nothing is pending yet; the transport rings when connections arrive. */
 	rt_listener_set_notify(ms->lst, msock_notify, ms);
 	install(fd, ms);
@@ -513,20 +543,34 @@ static void copy_addr(const struct sockaddr_storage *ss, struct sockaddr *addr,
 	*len = actual;
 }
 
-int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
+/* A plain TCP connection from a peer without migrdma (fallback only). */
+static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen,
+			       int flags)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char peer[64];
+	int fd;
+
+	fd = REAL(accept4)(ms->shadow_fd, (struct sockaddr *)&ss, &len, flags);
+	if (fd < 0) {
+		/* Drained: stop reporting it and wait for the next one. */
+		rt_listener_set_extra_ready(ms->lst, false);
+		rt_watch_rearm(ms->tcp_watch);
+		return -1;
+	}
+	stats_format_addr(&ss, peer, sizeof(peer));
+	log_warn(0, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
+	copy_addr(&ss, addr, addrlen);
+	return fd;
+}
+
+static int accept_rdma(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
 	struct sockaddr_storage peer;
 	struct msock *nms;
 	int ret, program_fd;
 
-	if (!ms->is_listener || ms->forked_away) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
-		errno = EINVAL;
-		return -1;
-	}
 	nms = msock_new(false, ms->domain, "server");
 	if (!nms) {
 		errno = ENOMEM;
@@ -539,8 +583,7 @@ int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int
 	ret = doorbell_create(&nms->db, -1, nms->nonblock, flags & SOCK_CLOEXEC, &program_fd);
 	if (ret)
 		goto fail;
-	ret = rt_accept(ms->lst, __atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE), msock_notify,
-			nms, &nms->conn);
+	ret = rt_accept(ms->lst, true, msock_notify, nms, &nms->conn);
 	if (ret) {
 		REAL(close)(program_fd);
 		goto fail;
@@ -554,8 +597,44 @@ int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int
 	return program_fd;
 fail:
 	shim_put(nms);
-	errno = ret == -EINVAL ? EINVAL : -ret;
+	errno = -ret;
 	return -1;
+}
+
+int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	struct pollfd pfd;
+	int fd;
+
+	if (!ms->is_listener || ms->forked_away) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (;;) {
+		fd = accept_rdma(ms, addr, addrlen, flags);
+		if (fd >= 0 || errno != EAGAIN)
+			return fd;
+		if (ms->tcp_listening) {
+			fd = accept_tcp_fallback(ms, addr, addrlen, flags);
+			if (fd >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+				return fd;
+		}
+		if (__atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE)) {
+			errno = EAGAIN;
+			return -1;
+		}
+		/*
+		 * Wait the way the program would: on the listener's own fd,
+		 * which the transport (and the TCP fallback) make readable.
+		 */
+		pfd.fd = ms->db.app_fd;
+		pfd.events = POLLIN;
+		REAL(poll)(&pfd, 1, 1000);
+	}
 }
 
 ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int flags)

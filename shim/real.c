@@ -76,6 +76,7 @@ void real_resolve(void)
 	RESOLVE(madvise);
 	RESOLVE(socketpair);
 	RESOLVE(socket);
+	RESOLVE(poll);
 	RESOLVE(close_range);
 	RESOLVE(closefrom);
 	if (!real.close_range)

@@ -51,6 +51,7 @@ struct real_fns {
 	int (*madvise)(void *, size_t, int);
 	int (*socketpair)(int, int, int, int *);
 	int (*socket)(int, int, int);
+	int (*poll)(struct pollfd *, nfds_t, int);
 };
 
 extern struct real_fns real;

@@ -19,6 +19,8 @@
 
 #include "sockcheck.h"
 
+static int connect_timeout_ms(void);
+
 static const char *case_name = "?";
 static const char *role = "?";
 static volatile const char *cur_step = "start";
@@ -42,7 +44,8 @@ void sc_set_child(pid_t pid)
 	child_pid = pid;
 }
 
-static void vreport(const char *tag, const char *fmt, va_list ap, int err)
+static void __attribute__((format(printf, 2, 0)))
+vreport(const char *tag, const char *fmt, va_list ap, int err)
 {
 	char msg[1024];
 
@@ -419,12 +422,15 @@ short sc_poll1(int fd, short events, int timeout_ms)
 
 int sc_accept(int lfd)
 {
+	/* The peer may still be retrying a refused connect for this long. */
+	int tmo = connect_timeout_ms() > sc_timeout_ms() ?
+		  connect_timeout_ms() : sc_timeout_ms();
 	int fd;
 
 	for (;;) {
-		if (!(sc_poll1(lfd, POLLIN, sc_timeout_ms()) & POLLIN))
-			sc_fail("accept: no connection within %d ms",
-				sc_timeout_ms());
+		alarm((unsigned)(tmo / 1000 + 5));
+		if (!(sc_poll1(lfd, POLLIN, tmo) & POLLIN))
+			sc_fail("accept: no connection within %d ms", tmo);
 		fd = accept(lfd, NULL, NULL);
 		if (fd >= 0)
 			break;
@@ -677,16 +683,18 @@ uint64_t sc_recv_u64(int fd, const char *what)
 /*
  * There is no portable way to know that another thread has entered a
  * blocking call; the scheduler state in /proc ('S' = interruptible sleep) is
- * the closest observable.  Without /proc fall back to a short pause: the
- * test then still checks the wake-up, only less strictly.
+ * the closest observable.  Several sightings in a row rule out a thread
+ * that only paused on its way into the call.  Without /proc fall back to a
+ * short pause: the test then still checks the wake-up, only less strictly.
  */
 void sc_wait_blocked(pid_t tid, const char *what)
 {
-	char path[64], buf[512];
 	uint64_t deadline = sc_now_ns() + (uint64_t)sc_timeout_ms() * 1000000;
+	char path[64], buf[512];
+	int seen = 0;
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	for (;;) {
+	while (seen < 5) {
 		int fd = open(path, O_RDONLY);
 		ssize_t n;
 		char *rp;
@@ -699,14 +707,12 @@ void sc_wait_blocked(pid_t tid, const char *what)
 		close(fd);
 		buf[n > 0 ? n : 0] = '\0';
 		rp = strrchr(buf, ')');
-		if (rp && rp[1] == ' ' && (rp[2] == 'S' || rp[2] == 'D')) {
-			/* Let it settle: the thread may sleep briefly inside
-			 * the call before the final wait. */
-			usleep(20 * 1000);
-			return;
-		}
+		if (rp && rp[1] == ' ' && rp[2] == 'S')
+			seen++;
+		else
+			seen = 0;
 		if (sc_now_ns() > deadline)
 			sc_fail("%s: thread never blocked", what);
-		usleep(1000);
+		usleep(2000);
 	}
 }

@@ -299,7 +299,6 @@ static void recv_round(struct waiter *w, char *buf, uint64_t seed,
 {
 	int fd = w->fd, tmo = sc_timeout_ms();
 	uint64_t got = 0;
-	unsigned wakeups = 0;
 
 	while (got < size) {
 		short rev = waiter_wait(w, RD_EVENTS, tmo, et);
@@ -316,7 +315,6 @@ static void recv_round(struct waiter *w, char *buf, uint64_t seed,
 		if (rev & (POLLRDHUP | POLLHUP | POLLERR))
 			sc_fail("round %d: unexpected hangup/error revents 0x%x",
 				round, rev);
-		wakeups++;
 		/* Edge-triggered: must drain to EAGAIN before waiting again. */
 		for (;;) {
 			size_t want;
@@ -366,7 +364,6 @@ static void recv_round(struct waiter *w, char *buf, uint64_t seed,
 	if (waiter_wait(w, RD_EVENTS, 0, et))
 		sc_fail("round %d: %s reports readiness after all %llu bytes were read",
 			round, wnames[w->kind], (unsigned long long)size);
-	(void)wakeups;
 }
 
 static int readiness_server(struct sc_ctx *ctx, enum wkind kind)
@@ -410,7 +407,6 @@ static int readiness_server(struct sc_ctx *ctx, enum wkind kind)
 	}
 
 	sc_step("fill the send window");
-	memset(buf, 0, ROUND_BUF);
 	for (;;) {
 		ssize_t k;
 

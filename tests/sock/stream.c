@@ -531,8 +531,9 @@ static void expect_eagain(ssize_t n, const char *what)
 		sc_fail_errno("%s on an empty socket: want EAGAIN", what);
 }
 
-static ssize_t mix_recv_once(int fd, size_t j, char *p, size_t len, int flags,
-			     const struct sockaddr_in *peer)
+/* One receive call of the given method (index into recv_names). */
+static ssize_t mix_recv_once(int fd, int method, size_t j, char *p, size_t len,
+			     int flags, const struct sockaddr_in *peer)
 {
 	struct iovec iov[12];
 	struct sockaddr_in sa;
@@ -540,7 +541,7 @@ static ssize_t mix_recv_once(int fd, size_t j, char *p, size_t len, int flags,
 	struct msghdr mh = { 0 };
 	ssize_t n;
 
-	switch (j % 5) {
+	switch (method) {
 	case 0:
 		return read(fd, p, len);
 	case 1:
@@ -618,7 +619,7 @@ int mixed_calls_server(struct sc_ctx *ctx)
 				sc_fail_errno("op %zu: recv(MSG_PEEK, %zu) = %zd",
 					      j, size, k);
 			pat_verify(seed, pos, peek, (size_t)k, "peeked data");
-			n = mix_recv_once(fd, j, p, (size_t)k,
+			n = mix_recv_once(fd, (int)(j % 5), j, p, (size_t)k,
 					  j % 12 == 3 ? MSG_DONTWAIT : 0, &peer);
 			if (n < 0)
 				sc_fail_errno("op %zu: %s after peeking %zd bytes",
@@ -630,19 +631,24 @@ int mixed_calls_server(struct sc_ctx *ctx)
 				sc_fail("op %zu: peeked bytes differ from read bytes", j);
 			peeks++;
 		} else if (j % 6 == 5) {
-			int fl = MSG_WAITALL;
+			/* Alternately recv and recvmsg. */
+			int method = j % 12 == 5 ? 2 : 4;
 
-			/* recv or recvmsg, whichever the op would use. */
-			n = mix_recv_once(fd, j % 2 ? 4 : 2, p, size, fl, &peer);
+			do {
+				n = mix_recv_once(fd, method, j, p, size,
+						  MSG_WAITALL, &peer);
+			} while (n < 0 && errno == EINTR);
 			if (n < 0)
-				sc_fail_errno("op %zu: MSG_WAITALL %zu bytes", j, size);
+				sc_fail_errno("op %zu: %s(MSG_WAITALL, %zu bytes)",
+					      j, recv_names[method], size);
 			if ((size_t)n != size)
-				sc_fail("op %zu: MSG_WAITALL returned %zd of %zu bytes",
-					j, n, size);
+				sc_fail("op %zu: %s(MSG_WAITALL) returned %zd of %zu bytes",
+					j, recv_names[method], n, size);
 			waitalls++;
 		} else {
 			do {
-				n = mix_recv_once(fd, j, p, size, 0, &peer);
+				n = mix_recv_once(fd, (int)(j % 5), j, p, size, 0,
+						  &peer);
 			} while (n < 0 && errno == EINTR);
 			if (n < 0)
 				sc_fail_errno("op %zu: %s(%zu bytes at offset %zu)",
