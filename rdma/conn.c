@@ -206,6 +206,12 @@ void conn_destroy(struct rt_conn *c)
 	c->qp = NULL;
 	for (i = 0; i < RT_TX_SLOTS; i++)
 		release_slot_refs(c, &c->slots[i]);
+	/*
+	 * Memory freed inside libc never passes our munmap hook, so
+	 * registrations must not outlive the connections that made them.
+	 */
+	if (c->dev)
+		regcache_flush(c->dev->regcache);
 	if (c->cq)
 		ibv_destroy_cq(c->cq);
 	if (c->chan)
@@ -403,4 +409,40 @@ void rt_conn_close(struct rt_conn *c)
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	conn_wake_service();
+}
+
+void rt_quiesce_at_exit(unsigned timeout_ms)
+{
+	uint64_t deadline = rt_now_ms() + timeout_ms;
+	struct rt_conn *c;
+	bool busy = true;
+
+	pthread_mutex_lock(&rt_g.lock);
+	if (!rt_g.initialised)
+		goto out;
+	for (c = rt_g.conns; c; c = c->next_all) {
+		pthread_mutex_lock(&c->lock);
+		if (c->state == CS_ESTABLISHED && !c->fin_sent && !c->destroyed) {
+			c->shut_wr = true;
+			conn_send_ctrl(c, WIRE_OP_FIN);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	/* Completions arrive through the service thread; poll for them. */
+	while (busy && rt_now_ms() < deadline) {
+		busy = false;
+		for (c = rt_g.conns; c; c = c->next_all) {
+			pthread_mutex_lock(&c->lock);
+			if (!c->destroyed && c->qp && c->state != CS_FAILED && c->sq_outstanding)
+				busy = true;
+			pthread_mutex_unlock(&c->lock);
+		}
+		if (busy) {
+			pthread_mutex_unlock(&rt_g.lock);
+			usleep(1000);
+			pthread_mutex_lock(&rt_g.lock);
+		}
+	}
+out:
+	pthread_mutex_unlock(&rt_g.lock);
 }

@@ -158,6 +158,13 @@ void rt_pinned_bytes(size_t *now, size_t *peak);
  */
 void rt_for_each_internal_fd(void (*fn)(int fd, void *arg), void *arg);
 
+/*
+ * The process is exiting: like the kernel closing TCP sockets at exit,
+ * end every stream with a FIN and give queued sends up to timeout_ms to
+ * reach the peer before the queue pairs die with the process.
+ */
+void rt_quiesce_at_exit(unsigned timeout_ms);
+
 /* In a forked child: forget the parent's resources without touching them. */
 void rt_forget_after_fork(void);
 

@@ -130,3 +130,9 @@ __attribute__((constructor)) static void migrdma_constructor(void)
 {
 	shim_active();
 }
+
+__attribute__((destructor)) static void migrdma_destructor(void)
+{
+	if (transport_started)
+		rt_quiesce_at_exit(2000);
+}
