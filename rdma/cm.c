@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "internal.h"
 #include "shim/log.h"
 
@@ -53,11 +54,12 @@ static void copy_addrs(struct rt_conn *c, struct rdma_cm_id *id)
 		memcpy(&c->peer, p, sa_len(p));
 }
 
-static void fill_conn_param(struct rdma_conn_param *param, const uint8_t *hello)
+static void fill_conn_param(struct rdma_conn_param *param, const uint8_t *pdata,
+			    uint8_t len)
 {
 	memset(param, 0, sizeof(*param));
-	param->private_data = hello;
-	param->private_data_len = WIRE_HELLO_LEN;
+	param->private_data = pdata;
+	param->private_data_len = len;
 	/* We never issue RDMA READs or atomics. */
 	param->responder_resources = 0;
 	param->initiator_depth = 0;
@@ -208,6 +210,7 @@ int rt_accept(struct rt_listener *l, bool nonblock, rt_notify_fn notify, void *a
 		pthread_cond_timedwait(&l->cond, &l->lock, &ts);
 	}
 	c = l->pending_head;
+	c->queued = false;
 	l->pending_head = c->next_pending;
 	if (!l->pending_head)
 		l->pending_tail = NULL;
@@ -295,19 +298,34 @@ static const char *reject_text(int reason)
 static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *ev)
 {
 	struct rdma_cm_id *id = ev->id;
+	const uint8_t *pdata = ev->param.conn.private_data;
+	uint8_t pdata_len = ev->param.conn.private_data_len;
+	uint8_t rep[WIRE_REP_AUTH_LEN];
 	struct rdma_conn_param param;
-	uint8_t hello_buf[WIRE_HELLO_LEN];
 	struct wire_hello peer, mine;
+	bool want_auth = rt_g.opts.secret_len > 0;
 	struct rt_conn *c;
 	char from[80];
 	int ret;
 
 	addr_str(rdma_get_peer_addr(id), from, sizeof(from));
-	ret = wire_hello_decode(ev->param.conn.private_data,
-				ev->param.conn.private_data_len, &peer);
+	ret = wire_hello_decode(pdata, pdata_len, &peer);
 	if (ret) {
 		log_warn(0, "refused an RDMA connection from %s: %s", from, reject_text(-ret));
 		reject(id, (enum wire_reject)-ret);
+		return true;
+	}
+	if (rt_g.opts.allow_peer && !rt_g.opts.allow_peer(rdma_get_peer_addr(id))) {
+		log_warn(0, "refused an RDMA connection from %s: not in MIGRDMA_ALLOW", from);
+		reject(id, WIRE_REJECT_POLICY);
+		return true;
+	}
+	if (want_auth != !!(peer.flags & WIRE_HELLO_AUTH) ||
+	    (want_auth && pdata_len < WIRE_REQ_AUTH_LEN)) {
+		log_warn(0, "refused an RDMA connection from %s: %s", from,
+			 want_auth ? "it presented no MIGRDMA_SECRET proof"
+				   : "it expects a MIGRDMA_SECRET, which this side has not set");
+		reject(id, WIRE_REJECT_POLICY);
 		return true;
 	}
 	pthread_mutex_lock(&l->lock);
@@ -334,8 +352,24 @@ static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *
 	c->listener = l;
 	conn_apply_peer_hello(c, &peer);
 	conn_local_hello(c, &mine);
-	wire_hello_encode(&mine, hello_buf);
-	fill_conn_param(&param, hello_buf);
+	if (want_auth) {
+		c->auth = true;
+		mine.flags |= WIRE_HELLO_AUTH;
+		memcpy(c->client_nonce, pdata + WIRE_HELLO_LEN, WIRE_NONCE_LEN);
+		if (auth_nonce(c->server_nonce)) {
+			pthread_mutex_unlock(&c->lock);
+			reject(id, WIRE_REJECT_RESOURCES);
+			c->owner_gone = true;
+			c->state = CS_FAILED;
+			return false;
+		}
+		memcpy(rep + WIRE_HELLO_LEN, c->server_nonce, WIRE_NONCE_LEN);
+		auth_proof(rt_g.opts.secret, rt_g.opts.secret_len, AUTH_SERVER_PROOF,
+			   c->client_nonce, c->server_nonce,
+			   rep + WIRE_HELLO_LEN + WIRE_NONCE_LEN);
+	}
+	wire_hello_encode(&mine, rep);
+	fill_conn_param(&param, rep, want_auth ? WIRE_REP_AUTH_LEN : WIRE_HELLO_LEN);
 	c->state = CS_ACCEPTING;
 	c->deadline_ms = rt_now_ms() + rt_g.opts.connect_timeout_ms;
 	copy_addrs(c, id);
@@ -347,9 +381,95 @@ static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *
 	return false;
 }
 
+/* Put an established connection on its listener's accept queue.  c->lock held. */
+static void listener_enqueue(struct rt_conn *c)
+{
+	struct rt_listener *l = c->listener;
+
+	if (!l || c->queued)
+		return;
+	c->queued = true;
+	pthread_mutex_lock(&l->lock);
+	if (l->pending_tail)
+		l->pending_tail->next_pending = c;
+	else
+		l->pending_head = c;
+	l->pending_tail = c;
+	l->npending++;
+	pthread_cond_broadcast(&l->cond);
+	listener_update_events(l);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void now_established(struct rt_conn *c)
+{
+	char where[80];
+
+	addr_str(&c->peer, where, sizeof(where));
+	c->state = CS_ESTABLISHED;
+	c->last_rx_ms = rt_now_ms();
+	log_info(c->id, "RDMA connection %s %s established%s", c->is_server ? "from" : "to",
+		 where, c->auth ? " (secret verified)" : "");
+	pthread_cond_broadcast(&c->cond);
+	conn_update_events(c, false);
+	if (c->is_server)
+		listener_enqueue(c);
+}
+
+/* Server: the client's proof arrived.  c->lock held. */
+void conn_auth_received(struct rt_conn *c, const uint8_t *proof)
+{
+	uint8_t want[AUTH_PROOF_LEN];
+	char from[80];
+
+	auth_proof(rt_g.opts.secret, rt_g.opts.secret_len, AUTH_CLIENT_PROOF,
+		   c->client_nonce, c->server_nonce, want);
+	if (!auth_equal(want, proof, AUTH_PROOF_LEN)) {
+		addr_str(&c->peer, from, sizeof(from));
+		log_warn(c->id, "refused an RDMA connection from %s: wrong MIGRDMA_SECRET", from);
+		conn_fail(c, ECONNREFUSED, "wrong secret");
+		return;
+	}
+	conn_send_ctrl(c, WIRE_OP_AUTH_OK);
+	now_established(c);
+}
+
+/* Client: the server admitted us.  c->lock held. */
+void conn_auth_ok_received(struct rt_conn *c)
+{
+	now_established(c);
+}
+
+/* Client: check the server's proof and send ours.  c->lock held. */
+static int client_authenticate(struct rt_conn *c, const uint8_t *pdata, uint8_t len,
+			       const struct wire_hello *peer, const char *where)
+{
+	uint8_t want[AUTH_PROOF_LEN], mine[AUTH_PROOF_LEN];
+	char why[160];
+
+	if (!(peer->flags & WIRE_HELLO_AUTH) || len < WIRE_REP_AUTH_LEN) {
+		snprintf(why, sizeof(why), "%s does not authenticate, but MIGRDMA_SECRET is set",
+			 where);
+		conn_fail(c, ECONNREFUSED, why);
+		return -1;
+	}
+	memcpy(c->server_nonce, pdata + WIRE_HELLO_LEN, WIRE_NONCE_LEN);
+	auth_proof(rt_g.opts.secret, rt_g.opts.secret_len, AUTH_SERVER_PROOF,
+		   c->client_nonce, c->server_nonce, want);
+	if (!auth_equal(want, pdata + WIRE_HELLO_LEN + WIRE_NONCE_LEN, AUTH_PROOF_LEN)) {
+		snprintf(why, sizeof(why), "%s does not hold the same MIGRDMA_SECRET", where);
+		conn_fail(c, ECONNREFUSED, why);
+		return -1;
+	}
+	auth_proof(rt_g.opts.secret, rt_g.opts.secret_len, AUTH_CLIENT_PROOF,
+		   c->client_nonce, c->server_nonce, mine);
+	c->state = CS_AUTHENTICATING;
+	conn_send_ctrl_payload(c, WIRE_OP_AUTH, mine, AUTH_PROOF_LEN);
+	return 0;
+}
+
 static void established(struct rt_conn *c, struct rdma_cm_event *ev)
 {
-	struct rt_listener *l;
 	struct wire_hello peer;
 	char where[80];
 	int ret;
@@ -374,27 +494,20 @@ static void established(struct rt_conn *c, struct rdma_cm_event *ev)
 			return;
 		}
 		conn_apply_peer_hello(c, &peer);
-	}
-	c->state = CS_ESTABLISHED;
-	c->last_rx_ms = rt_now_ms();
-	log_info(c->id, "RDMA connection %s %s established", c->is_server ? "from" : "to", where);
-	pthread_cond_broadcast(&c->cond);
-	conn_update_events(c, false);
-	l = c->listener;
-	pthread_mutex_unlock(&c->lock);
-
-	if (!l)
+		if (c->auth) {
+			client_authenticate(c, ev->param.conn.private_data,
+					    ev->param.conn.private_data_len, &peer, where);
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+	} else if (c->auth) {
+		/* The client's proof is the first message; until then, no accept(). */
+		c->state = CS_AUTHENTICATING;
+		pthread_mutex_unlock(&c->lock);
 		return;
-	pthread_mutex_lock(&l->lock);
-	if (l->pending_tail)
-		l->pending_tail->next_pending = c;
-	else
-		l->pending_head = c;
-	l->pending_tail = c;
-	l->npending++;
-	pthread_cond_broadcast(&l->cond);
-	listener_update_events(l);
-	pthread_mutex_unlock(&l->lock);
+	}
+	now_established(c);
+	pthread_mutex_unlock(&c->lock);
 }
 
 static void disconnected(struct rt_conn *c)
@@ -403,6 +516,9 @@ static void disconnected(struct rt_conn *c)
 	/* Completions that arrived before the DREQ belong to the stream. */
 	conn_progress(c);
 	c->peer_gone = true;
+	if (c->state == CS_AUTHENTICATING)
+		conn_fail(c, ECONNREFUSED, c->is_server ? "the peer left before authenticating"
+							: "the peer refused our MIGRDMA_SECRET proof");
 	if (c->state == CS_ESTABLISHED) {
 		c->state = CS_DISCONNECTED;
 		if (!c->fin_received) {
@@ -422,7 +538,7 @@ static void disconnected(struct rt_conn *c)
 static void route_resolved(struct rt_conn *c)
 {
 	struct rdma_conn_param param;
-	uint8_t hello_buf[WIRE_HELLO_LEN];
+	uint8_t req[WIRE_REQ_AUTH_LEN];
 	struct wire_hello mine;
 	int ret;
 
@@ -439,8 +555,18 @@ static void route_resolved(struct rt_conn *c)
 		return;
 	}
 	conn_local_hello(c, &mine);
-	wire_hello_encode(&mine, hello_buf);
-	fill_conn_param(&param, hello_buf);
+	if (rt_g.opts.secret_len) {
+		c->auth = true;
+		mine.flags |= WIRE_HELLO_AUTH;
+		if (auth_nonce(c->client_nonce)) {
+			conn_fail(c, EIO, "no random bytes for the authentication nonce");
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+		memcpy(req + WIRE_HELLO_LEN, c->client_nonce, WIRE_NONCE_LEN);
+	}
+	wire_hello_encode(&mine, req);
+	fill_conn_param(&param, req, c->auth ? WIRE_REQ_AUTH_LEN : WIRE_HELLO_LEN);
 	if (rdma_connect(c->cm_id, &param))
 		conn_fail(c, errno, "rdma_connect failed");
 	else
@@ -588,6 +714,9 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 			conn_send_ctrl(c, WIRE_OP_PING);
 		}
 	}
+	/* A server connection that failed before anyone accepted it has no owner. */
+	if (c->is_server && c->state == CS_FAILED && !c->queued && c->listener)
+		c->owner_gone = true;
 	if (c->state == CS_FAILED && !c->disconnecting && c->qp) {
 		c->disconnecting = true;
 		rdma_disconnect(c->cm_id);
@@ -617,6 +746,18 @@ static void listener_destroy(struct rt_listener *l)
 	struct rt_conn *c, *next;
 
 	rdma_destroy_id(l->cm_id);
+	/* Connections still being set up for it now have nowhere to go. */
+	pthread_mutex_lock(&rt_g.lock);
+	for (c = rt_g.conns; c; c = c->next_all) {
+		pthread_mutex_lock(&c->lock);
+		if (c->listener == l && !c->queued) {
+			c->listener = NULL;
+			c->owner_gone = true;
+			conn_fail(c, ECONNABORTED, "the listener was closed");
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&rt_g.lock);
 	for (c = l->pending_head; c; c = next) {
 		next = c->next_pending;
 		rt_conn_close(c);

@@ -35,6 +35,7 @@ enum conn_state {
 	CS_RESOLVING_ROUTE,
 	CS_CONNECTING,		/* client: rdma_connect sent */
 	CS_ACCEPTING,		/* server: rdma_accept sent, not yet established */
+	CS_AUTHENTICATING,	/* connected; the MIGRDMA_SECRET proof is in flight */
 	CS_ESTABLISHED,
 	CS_FAILED,		/* connect failed or connection broken: see error */
 	CS_DISCONNECTED,	/* the peer disconnected after a FIN */
@@ -125,6 +126,10 @@ struct rt_conn {
 	bool disconnecting;		/* rdma_disconnect called */
 	bool destroyed;
 	bool ping_outstanding;
+	bool auth;			/* MIGRDMA_SECRET challenge-response in use */
+	bool queued;			/* on the listener's accept queue */
+	uint8_t client_nonce[WIRE_NONCE_LEN];
+	uint8_t server_nonce[WIRE_NONCE_LEN];
 	const char *end_reason;
 
 	uint64_t seq_posted;		/* DATA messages posted */
@@ -220,6 +225,10 @@ void conn_wake_service(void);
 void conn_progress(struct rt_conn *c);
 int conn_post_recv(struct rt_conn *c, unsigned idx);
 void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op);
+void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,
+			    uint32_t len);
+void conn_auth_received(struct rt_conn *c, const uint8_t *proof);
+void conn_auth_ok_received(struct rt_conn *c);
 void conn_flush_pending_ctrl(struct rt_conn *c);
 void conn_rx_discard(struct rt_conn *c);
 

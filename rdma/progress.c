@@ -49,6 +49,12 @@ static bool ctrl_pending_flag(struct rt_conn *c, enum wire_opcode op, bool set)
 
 void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op)
 {
+	conn_send_ctrl_payload(c, op, NULL, 0);
+}
+
+void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,
+			    uint32_t len)
+{
 	struct ibv_send_wr wr, *bad;
 	struct wire_hdr h;
 	struct ibv_sge sge;
@@ -69,12 +75,15 @@ void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op)
 	memset(&h, 0, sizeof(h));
 	h.version = WIRE_VERSION;
 	h.opcode = op;
+	h.inline_len = len;
 	credit_rx_take(&c->crx, &h.credit_msgs, &h.credit_ring);
 	buf = c->sbufs + (size_t)RT_TX_SLOTS * RT_MSG_SIZE + (size_t)i * RT_CTRL_BUF;
 	wire_hdr_encode(&h, buf);
+	if (len)
+		memcpy(buf + WIRE_HDR_LEN, payload, len);
 
 	sge.addr = (uintptr_t)buf;
-	sge.length = WIRE_HDR_LEN;
+	sge.length = WIRE_HDR_LEN + len;
 	sge.lkey = c->sbuf_mr->lkey;
 	memset(&wr, 0, sizeof(wr));
 	wr.wr_id = wr_id(WR_CTRL, i);
@@ -82,7 +91,7 @@ void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op)
 	wr.num_sge = 1;
 	wr.opcode = IBV_WR_SEND;
 	wr.send_flags = IBV_SEND_SIGNALED;
-	if (c->max_inline >= WIRE_HDR_LEN)
+	if (c->max_inline >= sge.length)
 		wr.send_flags |= IBV_SEND_INLINE;
 	if (ibv_post_send(c->qp, &wr, &bad)) {
 		conn_fail(c, ECONNRESET, "cannot post a control message");
@@ -133,6 +142,25 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	}
 	credit_tx_return(&c->ctx, h.credit_msgs, h.credit_ring);
 	c->stats.msgs_in++;
+
+	/* Until the secret is proven, the proof is the only message allowed. */
+	if (c->state == CS_AUTHENTICATING) {
+		if (conn_post_recv(c, idx)) {
+			conn_fail(c, ECONNRESET, "cannot re-post a receive buffer");
+			return;
+		}
+		if (c->is_server && h.opcode == WIRE_OP_AUTH)
+			conn_auth_received(c, data.inline_bytes);
+		else if (!c->is_server && h.opcode == WIRE_OP_AUTH_OK)
+			conn_auth_ok_received(c);
+		else
+			protocol_error(c, "message before authentication completed");
+		return;
+	}
+	if (h.opcode == WIRE_OP_AUTH || h.opcode == WIRE_OP_AUTH_OK) {
+		protocol_error(c, "unexpected authentication message");
+		return;
+	}
 
 	if (h.opcode != WIRE_OP_DATA) {
 		if (conn_post_recv(c, idx)) {

@@ -290,7 +290,7 @@ static int send_blocked_error(struct rt_conn *c)
 	if (c->shut_wr || c->fin_sent || c->peer_gone)
 		return -EPIPE;
 	if (c->state != CS_ESTABLISHED && c->state != CS_DISCONNECTED)
-		return c->state <= CS_ACCEPTING ? -EAGAIN : -ENOTCONN;
+		return c->state < CS_ESTABLISHED ? -EAGAIN : -ENOTCONN;
 	return 0;
 }
 

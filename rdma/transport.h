@@ -35,6 +35,10 @@ struct rt_options {
 	unsigned busy_poll_us;		/* spin this long before sleeping */
 	unsigned connect_timeout_ms;
 	unsigned keepalive_s;		/* declare a silent peer dead after this */
+	const void *secret;		/* MIGRDMA_SECRET, NULL for none */
+	size_t secret_len;
+	/* May a peer at this address connect to our listeners?  NULL: anyone. */
+	bool (*allow_peer)(const struct sockaddr *peer);
 };
 
 /* Readiness bits passed to the notify callback. */

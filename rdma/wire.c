@@ -188,6 +188,13 @@ int wire_msg_decode(const void *buf, size_t len, const struct wire_rx_limits *li
 		return fail(why, "more ring credit than was lent");
 	if (h->opcode == WIRE_OP_DATA)
 		return decode_data(p, len, lim, h, data, why);
+	if (h->opcode == WIRE_OP_AUTH) {
+		if (len != WIRE_HDR_LEN + WIRE_AUTH_LEN || h->inline_len != WIRE_AUTH_LEN ||
+		    h->nseg || h->ring_skip || h->ring_len)
+			return fail(why, "malformed authentication message");
+		data->inline_bytes = p + WIRE_HDR_LEN;
+		return 0;
+	}
 	if (len != WIRE_HDR_LEN || h->nseg || h->ring_skip || h->ring_len ||
 	    h->inline_len)
 		return fail(why, "control message carries data");

@@ -36,9 +36,15 @@
 #define WIRE_MSG_MIN		256u
 #define WIRE_MSG_MAX		(1u << 20)
 #define WIRE_CREDITS_MAX	1024u
+#define WIRE_AUTH_LEN		32u
+#define WIRE_NONCE_LEN		16u
+/* Private data: hello, then with WIRE_HELLO_AUTH the client's nonce, or the
+ * server's nonce and proof. */
+#define WIRE_REQ_AUTH_LEN	(WIRE_HELLO_LEN + WIRE_NONCE_LEN)
+#define WIRE_REP_AUTH_LEN	(WIRE_HELLO_LEN + WIRE_NONCE_LEN + WIRE_AUTH_LEN)
 
 /* Hello flags. */
-#define WIRE_HELLO_AUTH		0x01	/* a challenge-response follows (reserved) */
+#define WIRE_HELLO_AUTH		0x01	/* MIGRDMA_SECRET challenge-response (auth.h) */
 
 /* Rejection reasons carried in a REJECT's private data (one byte after magic). */
 enum wire_reject {
@@ -66,7 +72,9 @@ enum wire_opcode {
 	WIRE_OP_RESET = 4,	/* abortive close: the peer sees ECONNRESET */
 	WIRE_OP_PING = 5,	/* keepalive probe */
 	WIRE_OP_PONG = 6,	/* keepalive answer */
-	WIRE_OP_MAX = 6,
+	WIRE_OP_AUTH = 7,	/* client's secret proof: WIRE_AUTH_LEN inline bytes */
+	WIRE_OP_AUTH_OK = 8,	/* server accepted the proof: the stream may start */
+	WIRE_OP_MAX = 8,
 };
 
 struct wire_hdr {

@@ -330,6 +330,24 @@ static int config_load_vars(struct migrdma_config *cfg,
 		return set_err(err, errlen, "MIGRDMA_CHUNK=\"%s\": needs MIGRDMA_PIN_LIMIT of at least %s, the default is 1G",
 			       b, a);
 
+	v = lookup(getenv_fn, "MIGRDMA_ALLOW");
+	if (v && config_parse_allow(cfg, v, err, errlen) < 0)
+		return -1;
+	v = lookup(getenv_fn, "MIGRDMA_SECRET");
+	if (v) {
+		size_t n = strlen(v);
+
+		/* Short secrets are guessable offline from one captured handshake. */
+		if (n < 8 || n >= sizeof(cfg->secret))
+			return set_err(err, errlen,
+				       "MIGRDMA_SECRET: must be 8 to %zu characters long",
+				       sizeof(cfg->secret) - 1);
+		memcpy(cfg->secret, v, n + 1);
+		cfg->secret_len = n;
+	}
+	if (load_bool(getenv_fn, "MIGRDMA_PIN_ALL", &cfg->pin_all, err, errlen) < 0)
+		return -1;
+
 	if (load_uint(getenv_fn, "MIGRDMA_BUSY_POLL_US", 0, 10000,
 		      &cfg->busy_poll_us, err, errlen) < 0 ||
 	    load_uint(getenv_fn, "MIGRDMA_CONNECT_TIMEOUT_MS", 100, 600000,
@@ -583,6 +601,121 @@ bool config_match(const struct migrdma_config *cfg, const struct sockaddr *addr,
 		if (family == AF_INET && r->addr.v4.s_addr == v4.s_addr)
 			return true;
 		if (family == AF_INET6 && IN6_ARE_ADDR_EQUAL(&r->addr.v6, &v6))
+			return true;
+	}
+	return false;
+}
+
+static int parse_allow_entry(char *entry, struct allow_rule *out)
+{
+	char *slash = strchr(entry, '/');
+	unsigned long long prefix;
+	const char *end;
+	unsigned max;
+
+	if (slash)
+		*slash = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, entry, &out->addr.v4) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, entry, &out->addr.v6) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return -1;
+	}
+	out->prefix = max;
+	if (slash) {
+		if (parse_decimal(slash + 1, &prefix, &end) || *end || prefix > max)
+			return -1;
+		out->prefix = (unsigned)prefix;
+	}
+	return 0;
+}
+
+int config_parse_allow(struct migrdma_config *cfg, const char *value,
+		       char *err, size_t errlen)
+{
+	char buf[1024], q[96];
+	char *save = NULL, *tok;
+
+	cfg->nallow = 0;
+	if (strlen(value) >= sizeof(buf))
+		return set_err(err, errlen, "MIGRDMA_ALLOW: longer than %zu characters",
+			       sizeof(buf) - 1);
+	strcpy(buf, value);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *t = tok, *e;
+
+		while (is_space(*t))
+			t++;
+		e = t + strlen(t);
+		while (e > t && is_space(e[-1]))
+			*--e = '\0';
+		if (cfg->nallow == CONFIG_MAX_ALLOW) {
+			cfg->nallow = 0;
+			return set_err(err, errlen, "MIGRDMA_ALLOW: more than %d entries",
+				       CONFIG_MAX_ALLOW);
+		}
+		if (!*t || parse_allow_entry(t, &cfg->allow[cfg->nallow])) {
+			cfg->nallow = 0;
+			return set_err(err, errlen,
+				       "MIGRDMA_ALLOW: bad entry %s: expected ADDR or ADDR/PREFIX (IPv4 or IPv6)",
+				       quote(tok, q, sizeof(q)));
+		}
+		cfg->nallow++;
+	}
+	if (cfg->nallow == 0)
+		return set_err(err, errlen, "MIGRDMA_ALLOW: empty list");
+	return 0;
+}
+
+static bool prefix_match(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	unsigned full = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, full))
+		return false;
+	if (!rest)
+		return true;
+	return ((a[full] ^ b[full]) & (0xff << (8 - rest))) == 0;
+}
+
+bool config_allowed(const struct migrdma_config *cfg, const struct sockaddr *addr)
+{
+	struct in_addr v4;
+	const struct in6_addr *v6 = NULL;
+	int family;
+	size_t i;
+
+	if (!cfg->nallow)
+		return true;
+	if (!addr)
+		return false;
+	if (addr->sa_family == AF_INET) {
+		family = AF_INET;
+		v4 = ((const struct sockaddr_in *)addr)->sin_addr;
+	} else if (addr->sa_family == AF_INET6) {
+		v6 = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+		family = AF_INET6;
+		if (IN6_IS_ADDR_V4MAPPED(v6)) {
+			family = AF_INET;
+			memcpy(&v4, &v6->s6_addr[12], sizeof(v4));
+		}
+	} else {
+		return false;
+	}
+	for (i = 0; i < cfg->nallow; i++) {
+		const struct allow_rule *r = &cfg->allow[i];
+
+		if (r->family != family)
+			continue;
+		if (family == AF_INET &&
+		    prefix_match((const uint8_t *)&r->addr.v4, (const uint8_t *)&v4, r->prefix))
+			return true;
+		if (family == AF_INET6 &&
+		    prefix_match(r->addr.v6.s6_addr, v6->s6_addr, r->prefix))
 			return true;
 	}
 	return false;

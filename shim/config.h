@@ -38,6 +38,18 @@ struct target_rule {
 };
 
 #define CONFIG_MAX_RULES 64
+#define CONFIG_MAX_ALLOW 64
+#define CONFIG_MAX_SECRET 256
+
+/* One MIGRDMA_ALLOW entry: an address prefix peers may connect from. */
+struct allow_rule {
+	int family;			/* AF_INET or AF_INET6 */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} addr;
+	unsigned prefix;		/* bits */
+};
 
 struct migrdma_config {
 	bool disabled;			/* MIGRDMA_DISABLE=1 */
@@ -54,6 +66,11 @@ struct migrdma_config {
 	unsigned busy_poll_us;		/* MIGRDMA_BUSY_POLL_US, default 0, max 10000 */
 	unsigned connect_timeout_ms;	/* MIGRDMA_CONNECT_TIMEOUT_MS, default 5000 */
 	unsigned keepalive_s;		/* MIGRDMA_KEEPALIVE, seconds, default 10 */
+	struct allow_rule allow[CONFIG_MAX_ALLOW];
+	size_t nallow;			/* MIGRDMA_ALLOW, empty = any peer */
+	char secret[CONFIG_MAX_SECRET];	/* MIGRDMA_SECRET, "" = no authentication */
+	size_t secret_len;
+	bool pin_all;			/* MIGRDMA_PIN_ALL=1 */
 };
 
 /*
@@ -69,6 +86,13 @@ int config_load(struct migrdma_config *cfg,
 /* Parse a MIGRDMA_TARGETS value into cfg->rules. Returns 0 or -1 with err set. */
 int config_parse_targets(struct migrdma_config *cfg, const char *value,
 			 char *err, size_t errlen);
+
+/* Parse a MIGRDMA_ALLOW value (comma-separated CIDR prefixes) into cfg->allow. */
+int config_parse_allow(struct migrdma_config *cfg, const char *value,
+		       char *err, size_t errlen);
+
+/* May a peer at addr connect to our listeners?  True when no MIGRDMA_ALLOW is set. */
+bool config_allowed(const struct migrdma_config *cfg, const struct sockaddr *addr);
 
 /*
  * Parse a byte size: a decimal number with an optional K, M, G suffix

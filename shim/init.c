@@ -101,6 +101,11 @@ bool shim_active(void)
 	return __atomic_load_n(&shim_state, __ATOMIC_ACQUIRE) == SHIM_ACTIVE;
 }
 
+static bool allow_peer(const struct sockaddr *peer)
+{
+	return config_allowed(&shim_cfg, peer);
+}
+
 int shim_start_transport(void)
 {
 	struct rt_options opts;
@@ -116,6 +121,9 @@ int shim_start_transport(void)
 	opts.busy_poll_us = shim_cfg.busy_poll_us;
 	opts.connect_timeout_ms = shim_cfg.connect_timeout_ms;
 	opts.keepalive_s = shim_cfg.keepalive_s;
+	opts.secret = shim_cfg.secret_len ? shim_cfg.secret : NULL;
+	opts.secret_len = shim_cfg.secret_len;
+	opts.allow_peer = shim_cfg.nallow ? allow_peer : NULL;
 	ret = rt_init(&opts);
 	if (ret == 0) {
 		transport_started = true;

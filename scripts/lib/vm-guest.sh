@@ -79,6 +79,20 @@ run modprobe -a rdma_rxe rdma_ucm ib_uverbs veth dummy
 
 run ip link set lo up
 
+# COMMAND's output goes to the virtio console (hvc0) when vm-run provides
+# one (virtio device type 3): the emulated serial port is far too slow for
+# chatty commands.  Otherwise (older vm-run) it shares the serial console.
+cmd_out=/dev/console
+if grep -qx 0x0003 /sys/bus/virtio/devices/*/device 2>/dev/null; then
+	run modprobe virtio_console
+	deadline=$((SECONDS + 10))
+	until [ -c /dev/hvc0 ]; do
+		[ $SECONDS -lt $deadline ] || fail "the virtio console /dev/hvc0 never appeared"
+		sleep 0.05
+	done
+	cmd_out=/dev/hvc0
+fi
+
 # --- topology ------------------------------------------------------------------
 wait_port_active() {
 	# wait_port_active DEV [NS]: rxe ports become ACTIVE once the netdev is
@@ -180,14 +194,19 @@ cmd_env=(
 	"${VM_PASS_ENV[@]}"
 )
 
-echo "@@MIGRDMA-VM-START $VM_NONCE@@"
+exec 4>"$cmd_out" || fail "cannot open $cmd_out"
+echo "@@MIGRDMA-VM-START $VM_NONCE@@" >&4
 (
+	exec 4>&-
 	cd "$VM_CWD" || exit 125
 	# Memory registration pins pages; rdma needs an unlimited memlock.
 	ulimit -l unlimited || exit 125
 	exec env -i "${cmd_env[@]}" "${VM_CMD[@]}"
-) </dev/null
+) </dev/null >&4 2>&4
 rc=$?
 sync
-echo "@@MIGRDMA-VM-EXIT $VM_NONCE $rc@@"
+echo "@@MIGRDMA-VM-EXIT $VM_NONCE $rc@@" >&4
+# A tty write returns once the data is buffered; wait until it has really
+# left, or the power-off could cut the marker off.
+perl -MPOSIX -e 'POSIX::tcdrain(4)' 2>/dev/null || sleep 0.5
 power_off

@@ -450,6 +450,8 @@ int sc_connect_port(const struct sc_ctx *ctx, uint16_t port)
 
 	sin.sin_port = htons(port);
 	deadline = sc_now_ns() + (uint64_t)connect_timeout_ms() * 1000000;
+	/* Retrying is progress: the watchdog must outlast the retry bound. */
+	alarm((unsigned)(connect_timeout_ms() + sc_timeout_ms()) / 1000);
 	for (;;) {
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (fd < 0)
@@ -461,10 +463,12 @@ int sc_connect_port(const struct sc_ctx *ctx, uint16_t port)
 				      port);
 		close(fd);
 		/* The server may not be listening yet: retry, bounded. */
-		if (sc_now_ns() > deadline)
-			sc_fail("connect(%s:%u): still refused after %d ms",
-				inet_ntoa(sin.sin_addr), port,
-				connect_timeout_ms());
+		if (sc_now_ns() > deadline) {
+			errno = ECONNREFUSED;
+			sc_fail_errno("connect(%s:%u): retried for %d ms",
+				      inet_ntoa(sin.sin_addr), port,
+				      connect_timeout_ms());
+		}
 		usleep(50 * 1000);
 	}
 	sc_progress();

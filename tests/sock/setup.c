@@ -288,14 +288,15 @@ static int nb_connect(const struct sc_ctx *ctx, uint16_t port, int *out)
 
 int nonblock_connect_client(struct sc_ctx *ctx)
 {
-	uint64_t deadline = sc_now_ns() + 10ull * 1000000000;
 	const char *s = getenv("SOCKCHECK_CONNECT_TIMEOUT");
+	int secs = s && atoi(s) > 0 ? atoi(s) : 10;
+	uint64_t deadline = sc_now_ns() + (uint64_t)secs * 1000000000;
 	int fd, err, r;
 	uint16_t closed;
 
-	if (s && atoi(s) > 0)
-		deadline = sc_now_ns() + (uint64_t)atoi(s) * 1000000000;
 	sc_step("nonblocking connect");
+	/* Retrying is progress: the watchdog must outlast the retry bound. */
+	alarm((unsigned)(secs + sc_timeout_ms() / 1000));
 	for (;;) {
 		err = nb_connect(ctx, ctx->port, &fd);
 		if (!err)
@@ -659,6 +660,7 @@ int sockopts_server(struct sc_ctx *ctx)
 	 * Idle-read checks take turns: each side stays silent while the
 	 * other one times out a read.
 	 */
+	sc_step("wait for the client's SO_RCVTIMEO check");
 	sc_recv_token(fd, 'C', "client's idle read done");
 	check_rcvtimeo(fd);
 	sc_send_token(fd, 'T');

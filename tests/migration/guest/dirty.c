@@ -11,19 +11,31 @@
  * ARGS (the multiboot command line, space separated, all optional):
  *   window=MIB   size of the rewritten window (default 64)
  *   start=MIB    physical start of the window (default 16)
- *   rate=MIB     rewrite at most MIB MiB of pages per second, paced by the
- *                PIT (default 0: as fast as the CPU goes)
+ *   rate=MIB     rewrite at most MIB MiB of pages per second, paced by
+ *                polling the PIT (default 0: as fast as the CPU goes)
  * The window is clipped to the RAM the boot loader reports.
  *
  * Every write touches the first 32-bit word of one 4 KiB page (enough to
  * dirty the whole page for migration) and stores a running sequence
  * number, so a page never keeps the value it had in an earlier pass.
  *
- * A status block at physical 0x00200000 (STATUS_ADDR) lets a test see that
- * the guest is alive (e.g. "xp /4wx 0x200000" in the HMP monitor):
- *   +0 magic 0x59545244 ("DRTY")  +4 completed passes over the window
- *   +8 pages written (low 32 bits) +12 window start  +16 window size
- *   +20 rate (MiB/s, 0 = unpaced)
+ * The loop (dirty_loop, in assembly) keeps ALL its state in registers and
+ * writes nothing but the window: no stack, no counters in memory.  That is
+ * deliberate.  QEMU's TCG before 9.0 can lose dirty bits of pages that
+ * stay in its software TLB across a migration bitmap sync (the sync's fast
+ * path clears the bits without resetting the TLB's not-dirty flags; fixed
+ * upstream by "physmem: Fix migration dirty bitmap coherency with TCG
+ * memory access"), so a guest that keeps writing a hot page -- its stack,
+ * a progress counter -- ends up with that page stale on the destination
+ * even over plain TCP.  Window pages are each written once per pass and
+ * fall out of the TLB in between, so their writes are always tracked.
+ * Progress is visible in EBX (the next sequence number): "info registers"
+ * in the HMP monitor.
+ *
+ * A status block at physical 0x00200000 (STATUS_ADDR), written once at
+ * boot, describes the window:
+ *   +0 magic 0x59545244 ("DRTY")  +4 window start  +8 window size (bytes)
+ *   +12 rate (MiB/s, 0 = unpaced)
  *
  * Build: gcc -m32 -ffreestanding -fno-pic -nostdlib, linked with dirty.ld
  * (see build.sh).  Only compiler-provided headers are used, so no 32-bit
@@ -58,12 +70,15 @@ struct mb_info {
 
 struct status {
 	uint32_t magic;
-	uint32_t passes;
-	uint32_t pages;
 	uint32_t start;
 	uint32_t size;
 	uint32_t rate_mib;
 };
+
+/* Parameters for dirty_loop, set once at boot (the loop only reads them). */
+uint32_t cfg_start, cfg_end; /* window [start, end), page aligned */
+uint32_t cfg_ticks;	     /* PIT ticks per batch; 0 = unpaced */
+uint32_t cfg_batch = 1;	     /* pages per batch */
 
 /* The header must sit in the first 8 KiB of the file, 4-byte aligned: its
  * own section, which dirty.ld places first. */
@@ -74,9 +89,11 @@ static const uint32_t multiboot_header[3] = {
 	(uint32_t)-(MB_HEADER_MAGIC + MB_HEADER_FLAGS),
 };
 
-static uint8_t stack[16384] __attribute__((aligned(16)));
+/* Referenced only from the entry code below. */
+__attribute__((used)) uint8_t stack[16384] __attribute__((aligned(16)));
 
 void guest_main(uint32_t magic, const struct mb_info *mbi);
+void dirty_loop(void) __attribute__((noreturn));
 
 /* The entry point: no C runtime exists yet, so set a stack and pass the
  * boot loader's registers (eax = magic, ebx = info) as arguments. */
@@ -92,53 +109,80 @@ __asm__(".section .text.entry, \"ax\"\n"
 	"	jmp 1b\n"
 	".previous\n");
 
-static inline void outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
+/*
+ * dirty_loop: rewrite the window forever; never returns.
+ *
+ * Registers: edi = next page, ebx = sequence number (the value written),
+ * ecx = pages left in this batch; when paced also esi = PIT ticks since
+ * start, ebp = when the next batch is due, edx = last PIT reading.
+ *
+ * Pacing: PIT channel 0 is put in mode 2 with the full 65536 reload and
+ * only polled (interrupts stay off).  It counts down at 1.193182 MHz and
+ * wraps every 55 ms, so as long as it is read more often than that (every
+ * batch, about 1 ms), the 16-bit difference between two readings is the
+ * time elapsed.
+ */
+#define PIT_READ_AX                                                              \
+	"	xorl	%eax, %eax\n"                                              \
+	"	outb	%al, $0x43\n"	/* latch channel 0 */                      \
+	"	inb	$0x40, %al\n"	/* low byte */                             \
+	"	movb	%al, %ah\n"                                                \
+	"	inb	$0x40, %al\n"	/* high byte */                            \
+	"	xchgb	%al, %ah\n"	/* eax = count, 0..65535 */
 
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-/* --- time: PIT channel 0, polled ------------------------------------------
- * Interrupts stay off, so the PIT is only read: channel 0 in mode 2 with
- * the full 65536 reload counts down at 1.193182 MHz and wraps every 55 ms;
- * as long as it is read more often than that, the modular difference
- * between two reads is the elapsed time. */
-static uint16_t pit_last;
-static uint32_t pit_now; /* ticks since pit_init(), wraps after ~1 h */
-
-static uint16_t pit_read(void)
-{
-	uint8_t lo, hi;
-
-	outb(0x43, 0x00); /* latch channel 0 */
-	lo = inb(0x40);
-	hi = inb(0x40);
-	return (uint16_t)(lo | (hi << 8));
-}
-
-static void pit_init(void)
-{
-	outb(0x43, 0x34); /* channel 0, lobyte/hibyte, mode 2, binary */
-	outb(0x40, 0);
-	outb(0x40, 0); /* reload 0 = 65536 */
-	pit_last = pit_read();
-	pit_now = 0;
-}
-
-static uint32_t pit_ticks(void)
-{
-	uint16_t c = pit_read();
-
-	pit_now += (uint16_t)(pit_last - c); /* it counts down */
-	pit_last = c;
-	return pit_now;
-}
+__asm__(".text\n"
+	".globl dirty_loop\n"
+	"dirty_loop:\n"
+	"	movl	$1, %ebx\n"
+	"	movl	cfg_start, %edi\n"
+	"	cmpl	$0, cfg_ticks\n"
+	"	jne	.Lpaced\n"
+	/* Unpaced: as fast as the vCPU goes. */
+	".Lfast:\n"
+	"	movl	%ebx, (%edi)\n"
+	"	incl	%ebx\n"
+	"	addl	$4096, %edi\n"
+	"	cmpl	cfg_end, %edi\n"
+	"	jb	.Lfast\n"
+	"	movl	cfg_start, %edi\n"
+	"	jmp	.Lfast\n"
+	/* Paced: a batch of cfg_batch pages every cfg_ticks PIT ticks. */
+	".Lpaced:\n"
+	"	movb	$0x34, %al\n"	/* channel 0, lo/hi byte, mode 2, binary */
+	"	outb	%al, $0x43\n"
+	"	xorl	%eax, %eax\n"
+	"	outb	%al, $0x40\n"
+	"	outb	%al, $0x40\n"	/* reload 0 = 65536 */
+	PIT_READ_AX
+	"	movl	%eax, %edx\n"
+	"	xorl	%esi, %esi\n"
+	"	movl	%esi, %ebp\n"
+	".Lbatch:\n"
+	PIT_READ_AX
+	"	xchgl	%eax, %edx\n"	/* edx = now, eax = last */
+	"	subl	%edx, %eax\n"	/* it counts down */
+	"	movzwl	%ax, %eax\n"
+	"	addl	%eax, %esi\n"
+	"	movl	%esi, %eax\n"
+	"	subl	%ebp, %eax\n"
+	"	js	.Lbatch\n"	/* not due yet */
+	/* Far behind (a slow vCPU, the VM stopped): restart the schedule
+	 * from now instead of bursting to catch up. */
+	"	cmpl	$119318, %eax\n"
+	"	jbe	1f\n"
+	"	movl	%esi, %ebp\n"
+	"1:	addl	cfg_ticks, %ebp\n"
+	"	movl	cfg_batch, %ecx\n"
+	".Lpage:\n"
+	"	movl	%ebx, (%edi)\n"
+	"	incl	%ebx\n"
+	"	addl	$4096, %edi\n"
+	"	cmpl	cfg_end, %edi\n"
+	"	jb	2f\n"
+	"	movl	cfg_start, %edi\n"
+	"2:	decl	%ecx\n"
+	"	jnz	.Lpage\n"
+	"	jmp	.Lbatch\n");
 
 /* --- command line ----------------------------------------------------------- */
 static int is_space(char c)
@@ -182,8 +226,7 @@ void guest_main(uint32_t magic, const struct mb_info *mbi)
 	volatile struct status *st = (volatile struct status *)STATUS_ADDR;
 	const char *cmd = 0;
 	uint32_t ram_end = 128u * MIB; /* a guess, if the loader says nothing */
-	uint32_t start, size, rate, batch = 1, ticks_per_batch = 0;
-	uint32_t seq = 1, next = 0, pages_in_window, i;
+	uint32_t start, size, rate;
 
 	if (magic == MB_BOOT_MAGIC) {
 		if (mbi->flags & MB_INFO_MEM)
@@ -205,47 +248,28 @@ void guest_main(uint32_t magic, const struct mb_info *mbi)
 		start = STATUS_ADDR + PAGE;
 	if (size > ram_end - start)
 		size = ram_end - start;
-	pages_in_window = size / PAGE;
+	size &= ~(PAGE - 1);
+	if (size == 0)
+		size = PAGE;
 
-	st->magic = STATUS_MAGIC;
-	st->passes = 0;
-	st->pages = 0;
-	st->start = start;
-	st->size = pages_in_window * PAGE;
-	st->rate_mib = rate;
-
-	if (pages_in_window == 0)
-		for (;;)
-			__asm__ volatile("hlt");
-
+	cfg_start = start;
+	cfg_end = start + size;
 	if (rate) {
 		/* Pace in batches of about 1 ms worth of pages, so the PIT is
-		 * polled often and the rate is smooth. */
+		 * polled often (it wraps every 55 ms) and the rate is smooth. */
 		uint32_t pages_per_s = rate * (MIB / PAGE);
 
-		batch = pages_per_s / 1000 + 1;
-		ticks_per_batch = PIT_HZ * batch / pages_per_s;
-		pit_init();
-		next = pit_ticks();
+		cfg_batch = pages_per_s / 1000 + 1;
+		cfg_ticks = PIT_HZ * cfg_batch / pages_per_s;
+		if (cfg_ticks == 0)
+			cfg_ticks = 1;
 	}
 
-	for (;;) {
-		for (i = 0; i < pages_in_window; i++) {
-			if (rate && i % batch == 0) {
-				uint32_t now;
+	/* Written once, before any migration can start. */
+	st->magic = STATUS_MAGIC;
+	st->start = start;
+	st->size = size;
+	st->rate_mib = rate;
 
-				while ((int32_t)((now = pit_ticks()) - next) < 0)
-					;
-				/* If we fell far behind (a slow vCPU, the VM
-				 * stopped), restart the schedule from now
-				 * instead of bursting to catch up. */
-				if ((int32_t)(now - next) > (int32_t)(PIT_HZ / 10))
-					next = now;
-				next += ticks_per_batch;
-			}
-			*(volatile uint32_t *)(uintptr_t)(start + i * PAGE) = seq++;
-			st->pages++;
-		}
-		st->passes++;
-	}
+	dirty_loop();
 }
