@@ -294,16 +294,46 @@ void conn_update_events(struct rt_conn *c, bool newdata)
 
 	if (c->rx_ready || c->fin_received || c->shut_rd || broken || c->peer_gone)
 		ev |= RT_EV_READABLE;
+	if (c->fin_received || c->shut_rd || broken || c->peer_gone)
+		ev |= RT_EV_RDHUP;
 	if (broken || (up && (c->shut_wr || c->peer_gone || conn_can_send(c))))
 		ev |= RT_EV_WRITABLE;
 	if (broken || c->peer_gone || ((c->fin_received || c->shut_rd) && c->shut_wr))
 		ev |= RT_EV_HUP;
+	if (broken)
+		ev |= RT_EV_ERR;
 	if (!c->notify)
 		return;
 	if (ev != c->last_events || newdata) {
 		c->last_events = ev;
 		c->notify(c->notify_arg, ev | (newdata ? RT_EV_NEWDATA : 0));
 	}
+}
+
+uint64_t rt_deadline(int timeout_ms)
+{
+	return timeout_ms > 0 ? rt_now_ms() + (uint64_t)timeout_ms : 0;
+}
+
+bool conn_wait_until(struct rt_conn *c, uint64_t deadline_ms)
+{
+	uint64_t now;
+
+	if (!deadline_ms) {
+		conn_wait(c);
+		return true;
+	}
+	now = rt_now_ms();
+	if (now >= deadline_ms)
+		return false;
+	if (deadline_ms - now < 1000) {
+		struct timespec ts = rt_abs_timeout((unsigned)(deadline_ms - now));
+
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	} else {
+		conn_wait(c);
+	}
+	return true;
 }
 
 void conn_wait(struct rt_conn *c)

@@ -219,6 +219,9 @@ void conn_update_events(struct rt_conn *c, bool newdata);
 void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h);
 void conn_local_hello(const struct rt_conn *c, struct wire_hello *h);
 void conn_wait(struct rt_conn *c);
+/* Wait until woken or deadline (ms, 0 = none); false once the deadline passed. */
+bool conn_wait_until(struct rt_conn *c, uint64_t deadline_ms);
+uint64_t rt_deadline(int timeout_ms);
 void conn_wake_service(void);
 
 /* progress.c */

@@ -137,8 +137,10 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 }
 
 ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flags,
-		bool nonblock)
+		int timeout_ms)
 {
+	uint64_t deadline = rt_deadline(timeout_ms);
+	bool nonblock = timeout_ms == 0;
 	struct iov_pos p = { iov, iovcnt, 0, 0 };
 	bool peek = flags & RT_RECV_PEEK;
 	size_t want = iov_total(iov, iovcnt), got = 0;
@@ -183,7 +185,10 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 			ret = got ? (ssize_t)got : -EAGAIN;
 			break;
 		}
-		conn_wait(c);
+		if (!conn_wait_until(c, deadline)) {
+			ret = got ? (ssize_t)got : -EAGAIN;
+			break;
+		}
 	}
 	conn_update_events(c, false);
 	pthread_mutex_unlock(&c->lock);

@@ -290,8 +290,12 @@ void regcache_invalidate(struct regcache *rc, const void *addr, size_t len)
 		for (i = 0; i < REGCACHE_BUCKETS; i++)
 			invalidate_bucket(rc, i, a, end);
 	} else {
-		for (; first < end; first += rc->chunk)
+		for (; first < end; first += rc->chunk) {
 			invalidate_bucket(rc, bucket_of(rc, first), a, end);
+			/* The last chunk of the address space: first would wrap to 0. */
+			if (first + rc->chunk < first)
+				break;
+		}
 	}
 	pthread_mutex_unlock(&rc->lock);
 }

@@ -294,8 +294,10 @@ static int send_blocked_error(struct rt_conn *c)
 	return 0;
 }
 
-ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, bool nonblock)
+ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms)
 {
+	uint64_t deadline = rt_deadline(timeout_ms);
+	bool nonblock = timeout_ms == 0;
 	struct iov_cursor cur = { iov, iovcnt, 0, 0 };
 	struct msg_builder *b;
 	uint64_t wait_seq = 0;
@@ -314,30 +316,28 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, bool non
 		err = send_blocked_error(c);
 		if (err == -EAGAIN && !nonblock) {
 			/* Blocking write on a connection still being set up. */
-			conn_wait(c);
+			if (!conn_wait_until(c, deadline))
+				break;
 			continue;
 		}
 		if (err)
 			break;
 		if (c->ctx.msgs_avail == 0 || c->slots[c->slot_next].busy) {
-			if (nonblock) {
-				err = -EAGAIN;
+			err = -EAGAIN;
+			if (nonblock || !conn_wait_until(c, deadline))
 				break;
-			}
-			conn_wait(c);
 			continue;
 		}
 		builder_start(b, c);
 		n = build_message(b, &cur, &no_zcopy);
 		if (n == 0) {
 			/* The ring is full and the next bytes want it. */
-			if (nonblock) {
-				err = -EAGAIN;
+			err = -EAGAIN;
+			if (nonblock || !conn_wait_until(c, deadline))
 				break;
-			}
-			conn_wait(c);
 			continue;
 		}
+		err = 0;
 		if (builder_post(b)) {
 			err = -c->sticky_error;
 			break;

@@ -46,6 +46,8 @@ struct rt_options {
 #define RT_EV_WRITABLE	0x2	/* a write would make progress (or fail at once) */
 #define RT_EV_HUP	0x4	/* the connection is finished or broken */
 #define RT_EV_NEWDATA	0x8	/* new bytes arrived (an edge for edge-triggered waiters) */
+#define RT_EV_RDHUP	0x10	/* no more bytes will arrive (peer's FIN, or our SHUT_RD) */
+#define RT_EV_ERR	0x20	/* the connection failed (with RT_EV_HUP) */
 
 typedef void (*rt_notify_fn)(void *arg, unsigned events);
 
@@ -112,18 +114,22 @@ void rt_watch_cancel(struct rt_watch *w);
 /*
  * Write the stream bytes in iov.  Page-aligned segments of at least
  * zcopy_min bytes are written zero-copy; the call returns only when the
- * caller may reuse every buffer.  Returns bytes written (possibly fewer
- * than asked when nonblock and the window filled), or -EAGAIN, -EPIPE,
- * -ECONNRESET, -ETIMEDOUT, -ENOTCONN.
+ * caller may reuse every buffer.  timeout_ms: 0 for non-blocking, -1 to
+ * wait as long as it takes, else the most to wait for window space (as
+ * SO_SNDTIMEO).  Returns bytes written (possibly fewer than asked when
+ * the window filled), or -EAGAIN, -EPIPE, -ECONNRESET, -ETIMEDOUT, -ENOTCONN.
  */
-ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, bool nonblock);
+ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms);
 
 #define RT_RECV_PEEK	0x1
 #define RT_RECV_WAITALL	0x2
 
-/* Read stream bytes into iov: 0 at EOF, -EAGAIN if nonblock and none. */
+/*
+ * Read stream bytes into iov: 0 at EOF; -EAGAIN when none came within
+ * timeout_ms (0: don't wait, -1: wait as long as it takes, as SO_RCVTIMEO).
+ */
 ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flags,
-		bool nonblock);
+		int timeout_ms);
 
 /* SHUT_RD / SHUT_WR / SHUT_RDWR: wakes every waiter at once. */
 int rt_shutdown(struct rt_conn *c, int how);

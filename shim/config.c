@@ -42,7 +42,7 @@ static void config_defaults(struct migrdma_config *cfg)
 	cfg->pin_limit = GIB;
 	cfg->ring_size = 8 * MIB;
 	cfg->busy_poll_us = 0;
-	cfg->connect_timeout_ms = 5000;
+	cfg->connect_timeout_ms = 15000;
 	cfg->keepalive_s = 10;
 }
 

@@ -10,8 +10,6 @@
 #include "real.h"
 #include "rdma/transport.h"
 
-#define MAX_RINGS 64
-
 static void drain(int fd)
 {
 	char buf[4096];
@@ -58,12 +56,35 @@ int doorbell_create(struct doorbell *db, int target_fd, bool nonblock, bool cloe
 	db->readable = false;
 	db->rings = 0;
 	db->writable = false;
+	db->rdhup = false;
 	db->hup = false;
 	fdtable_mark_internal(sv[0], true);
 	fdtable_mark_internal(sv[1], true);
 	fill(db->app_fd);
 	*program_fd = fd;
 	return 0;
+}
+
+/* The program's end reports POLLHUP (and POLLIN, POLLRDHUP) from now on. */
+static void hang_up(struct doorbell *db)
+{
+	drain(db->our_fd);
+	REAL(shutdown)(db->our_fd, SHUT_RDWR);
+	db->hup = true;
+}
+
+/*
+ * The program's end reports POLLERR too: a unix socket whose peer is
+ * closed with bytes unread gets ECONNRESET as its pending error, which is
+ * what poll shows for a TCP connection that failed.
+ */
+static void fail(struct doorbell *db)
+{
+	REAL(send)(db->app_fd, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	fdtable_mark_internal(db->our_fd, false);
+	REAL(close)(db->our_fd);
+	db->our_fd = -1;
+	db->hup = true;
 }
 
 void doorbell_set(struct doorbell *db, unsigned events)
@@ -74,11 +95,29 @@ void doorbell_set(struct doorbell *db, unsigned events)
 
 	if (db->hup)
 		goto out;
-	if (want_read && (!db->readable || ((events & RT_EV_NEWDATA) && db->rings < MAX_RINGS))) {
+	if (events & RT_EV_ERR) {
+		fail(db);
+		goto out;
+	}
+	if (events & RT_EV_HUP) {
+		hang_up(db);
+		goto out;
+	}
+	/*
+	 * End-of-stream before any byte: a waiter woken by the byte must
+	 * already see POLLRDHUP, as it would on a TCP socket.
+	 */
+	if ((events & RT_EV_RDHUP) && !db->rdhup) {
+		REAL(shutdown)(db->our_fd, SHUT_WR);
+		db->rdhup = true;
+		db->readable = true;
+	}
+	/* One byte per arrival: each is a new edge for edge-triggered waiters. */
+	if (want_read && !db->rdhup && (!db->readable || (events & RT_EV_NEWDATA))) {
 		if (REAL(send)(db->our_fd, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
 			db->rings++;
 		db->readable = true;
-	} else if (!want_read && db->readable) {
+	} else if (!want_read && db->readable && !db->rdhup) {
 		drain(db->app_fd);
 		db->readable = false;
 		db->rings = 0;
@@ -89,15 +128,6 @@ void doorbell_set(struct doorbell *db, unsigned events)
 	} else if (!want_write && db->writable) {
 		fill(db->app_fd);
 		db->writable = false;
-	}
-	if (events & RT_EV_HUP) {
-		/* Final: the program's end reports POLLHUP (and POLLIN) from now on. */
-		if (!db->readable)
-			REAL(send)(db->our_fd, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		drain(db->our_fd);
-		REAL(shutdown)(db->our_fd, SHUT_RDWR);
-		db->hup = true;
-		db->readable = db->writable = true;
 	}
 out:
 	errno = saved;

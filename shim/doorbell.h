@@ -21,6 +21,7 @@ struct doorbell {
 	bool readable;
 	unsigned rings;		/* bytes rung since the last drain */
 	bool writable;
+	bool rdhup;
 	bool hup;
 };
 

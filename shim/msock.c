@@ -33,6 +33,8 @@ struct msock {
 	int domain;
 	bool nonblock;			/* atomic: O_NONBLOCK of the program's fd */
 	bool forked_away;		/* inherited by a child: unusable */
+	int rcv_timeout_ms;		/* atomic: SO_RCVTIMEO, -1 = none */
+	int snd_timeout_ms;		/* atomic: SO_SNDTIMEO, -1 = none */
 	struct doorbell db;
 	int shadow_fd;			/* TCP socket for options; holds a listener's port */
 	struct rt_conn *conn;
@@ -69,6 +71,8 @@ static struct msock *msock_new(bool listener, int domain, const char *role)
 	ms->is_listener = listener;
 	ms->domain = domain;
 	ms->shadow_fd = -1;
+	ms->rcv_timeout_ms = -1;
+	ms->snd_timeout_ms = -1;
 	ms->db.app_fd = ms->db.our_fd = -1;
 	ms->role = role;
 	clock_gettime(CLOCK_MONOTONIC, &ms->t_start);
@@ -232,20 +236,22 @@ void shim_dup_done(int oldfd, int newfd)
 int shim_close_range(unsigned first, unsigned last, int flags)
 {
 	unsigned cur = first;
-	int fd, ret = 0;
+	int fd, top, ret = 0;
 
 	if (first > last) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (flags & CLOSE_RANGE_CLOEXEC)
+	/* Nothing we track lives that high: the kernel can have the whole range. */
+	if (flags & CLOSE_RANGE_CLOEXEC || first >= FDTABLE_MAX_FD)
 		return REAL(close_range)(first, last, flags);
+	top = last >= FDTABLE_MAX_FD ? FDTABLE_MAX_FD - 1 : (int)last;
 	/* Diverted fds need our close; internal ones must survive. */
-	for (fd = fdtable_next((int)first, last > INT32_MAX ? INT32_MAX : (int)last, false);
-	     fd >= 0; fd = fdtable_next(fd + 1, last > INT32_MAX ? INT32_MAX : (int)last, false))
+	for (fd = fdtable_next((int)first, top, false); fd >= 0;
+	     fd = fdtable_next(fd + 1, top, false))
 		uninstall(fd);
-	for (fd = fdtable_next((int)first, last > INT32_MAX ? INT32_MAX : (int)last, true);
-	     fd >= 0; fd = fdtable_next(fd + 1, last > INT32_MAX ? INT32_MAX : (int)last, true)) {
+	for (fd = fdtable_next((int)first, top, true); fd >= 0;
+	     fd = fdtable_next(fd + 1, top, true)) {
 		if ((unsigned)fd > cur && REAL(close_range)(cur, (unsigned)fd - 1, flags))
 			ret = -1;
 		cur = (unsigned)fd + 1;
@@ -659,7 +665,8 @@ ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 		return -1;
 	}
 	nonblock = __atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE) || (flags & MSG_DONTWAIT);
-	ret = rt_send(ms->conn, iov, iovcnt, nonblock);
+	ret = rt_send(ms->conn, iov, iovcnt,
+		      nonblock ? 0 : __atomic_load_n(&ms->snd_timeout_ms, __ATOMIC_ACQUIRE));
 	if (ret >= 0)
 		return ret;
 	if (ret == -EPIPE && !(flags & MSG_NOSIGNAL))
@@ -700,7 +707,8 @@ ssize_t shim_recv(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 	if (flags & MSG_WAITALL)
 		rflags |= RT_RECV_WAITALL;
 	nonblock = __atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE) || (flags & MSG_DONTWAIT);
-	ret = rt_recv(ms->conn, iov, iovcnt, rflags, nonblock);
+	ret = rt_recv(ms->conn, iov, iovcnt, rflags,
+		      nonblock ? 0 : __atomic_load_n(&ms->rcv_timeout_ms, __ATOMIC_ACQUIRE));
 	if (ret >= 0)
 		return ret;
 	errno = (int)-ret;
@@ -765,8 +773,27 @@ int shim_getsockopt(struct msock *ms, int level, int name, void *val, socklen_t 
 	return REAL(getsockopt)(ms->shadow_fd, level, name, val, len);
 }
 
+/* Read the kernel's (rounded) value back, so waits here match what TCP would do. */
+static void cache_timeout(struct msock *ms, int name)
+{
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+	long long ms_val = -1;
+
+	if (REAL(getsockopt)(ms->shadow_fd, SOL_SOCKET, name, &tv, &len) == 0 &&
+	    (tv.tv_sec || tv.tv_usec)) {
+		ms_val = (long long)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
+		if (ms_val > INT32_MAX)
+			ms_val = -1;
+	}
+	__atomic_store_n(name == SO_RCVTIMEO ? &ms->rcv_timeout_ms : &ms->snd_timeout_ms,
+			 (int)ms_val, __ATOMIC_RELEASE);
+}
+
 int shim_setsockopt(struct msock *ms, int level, int name, const void *val, socklen_t len)
 {
+	int ret;
+
 	if (level == SOL_SOCKET && name == SO_ZEROCOPY) {
 		/*
 		 * MSG_ZEROCOPY completions would have to be forged; refusing
@@ -775,7 +802,10 @@ int shim_setsockopt(struct msock *ms, int level, int name, const void *val, sock
 		errno = ENOPROTOOPT;
 		return -1;
 	}
-	return REAL(setsockopt)(ms->shadow_fd, level, name, val, len);
+	ret = REAL(setsockopt)(ms->shadow_fd, level, name, val, len);
+	if (ret == 0 && level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO))
+		cache_timeout(ms, name);
+	return ret;
 }
 
 int shim_getsockname(struct msock *ms, struct sockaddr *addr, socklen_t *len)

@@ -106,7 +106,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.pin_limit, GIB);
 	assert_int_equal(cfg.ring_size, 8 * MIB);
 	assert_int_equal(cfg.busy_poll_us, 0);
-	assert_int_equal(cfg.connect_timeout_ms, 5000);
+	assert_int_equal(cfg.connect_timeout_ms, 15000);
 	assert_int_equal(cfg.keepalive_s, 10);
 }
 

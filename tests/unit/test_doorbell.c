@@ -285,7 +285,6 @@ static void test_hup(void **state)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
 	struct doorbell db;
 	uint32_t got;
-	char c;
 	int pfd, epfd;
 	size_t i;
 
@@ -312,7 +311,6 @@ static void test_hup(void **state)
 		/* The kernel agrees: a write fails at once. */
 		assert_int_equal(send(pfd, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL), -1);
 		assert_int_equal(errno, EPIPE);
-		(void)c;
 		close(epfd);
 		unmake(&db, pfd);
 	}

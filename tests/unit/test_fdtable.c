@@ -108,7 +108,7 @@ static void test_internal(void **state)
 	assert_int_equal(fdtable_mark_internal(3, false), 0);
 	assert_false(fdtable_is_internal(3));
 
-	/* Unmarking on a page never created does not create it. */
+	/* Unmarking an fd on a page never created marks nothing. */
 	assert_int_equal(fdtable_mark_internal(700000, false), 0);
 	assert_int_equal(fdtable_next(699000, 701000, true), -1);
 	assert_int_equal(fdtable_mark_internal(FDTABLE_MAX_FD - 1, true), 0);
@@ -200,6 +200,16 @@ static void test_next_sparse(void **state)
 	assert_int_equal(fdtable_next(1025, 65534, false), -1);
 	fdtable_mark_internal(2047, false);
 	assert_int_equal(fdtable_next(8, INT_MAX, true), 2048);
+
+	/*
+	 * Starting in the middle of a missing page must not skip the first
+	 * fds of the next one: 800000 is 256 into page 781, 800768 starts
+	 * page 782.
+	 */
+	fdtable_set(800768, &objs[0]);
+	assert_int_equal(fdtable_next(800000, INT_MAX, false), 800768);
+	assert_int_equal(fdtable_next(800000, 800767, false), -1);
+	assert_int_equal(fdtable_next(800000, 800768, false), 800768);
 }
 
 static void test_next_dense(void **state)

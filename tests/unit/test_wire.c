@@ -5,6 +5,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #define WHY_SKIP	"ring skip does not reach the ring's end"
 #define WHY_PAST_END	"ring data runs past the ring's end"
 #define WHY_OVERRUN	"ring data overruns unread bytes"
+#define WHY_AUTH	"malformed authentication message"
 
 #define RING		(64u * 1024)
 #define MAX_MSG		4096u
@@ -378,6 +380,12 @@ static void expect_accept(const uint8_t *buf, size_t len, const struct wire_rx_l
 		fail_msg("rejected: %s", why ? why : "(no reason)");
 }
 
+/* Control messages proper: everything but DATA and AUTH, which carry bytes. */
+static bool plain_control(int op)
+{
+	return op != WIRE_OP_DATA && op != WIRE_OP_AUTH;
+}
+
 static void test_hdr_layout(void **state)
 {
 	static const uint8_t expect[WIRE_HDR_LEN] = {
@@ -423,6 +431,8 @@ static void test_control_round_trip(void **state)
 
 	(void)state;
 	for (op = WIRE_OP_CREDIT; op <= WIRE_OP_MAX; op++) {
+		if (!plain_control(op))
+			continue;
 		memset(&h, 0, sizeof(h));
 		h.version = WIRE_VERSION;
 		h.opcode = (uint8_t)op;
@@ -785,6 +795,8 @@ static void test_control_with_data(void **state)
 
 	(void)state;
 	for (op = WIRE_OP_CREDIT; op <= WIRE_OP_MAX; op++) {
+		if (!plain_control(op))
+			continue;
 		for (field = 0; field < 4; field++) {
 			memset(&h, 0, sizeof(h));
 			h.version = WIRE_VERSION;
@@ -811,6 +823,87 @@ static void test_control_with_data(void **state)
 		buf[1] = (uint8_t)op;
 		expect_reject(buf, len, &lim, WHY_CONTROL);
 	}
+}
+
+/* AUTH: a header and exactly WIRE_AUTH_LEN inline bytes, nothing else. */
+static size_t build_auth(uint8_t *buf, uint32_t inline_len, uint32_t carried)
+{
+	struct wire_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_AUTH;
+	h.inline_len = inline_len;
+	return build(buf, &h, carried, NULL, 0);
+}
+
+static void test_auth_message(void **state)
+{
+	struct wire_rx_limits lim = limits(1000, RING);
+	struct wire_hdr h, out;
+	uint8_t buf[256];
+	struct wire_data d;
+	const char *why;
+	size_t len;
+	int field;
+
+	(void)state;
+	len = build_auth(buf, WIRE_AUTH_LEN, WIRE_AUTH_LEN);
+	assert_int_equal(len, WIRE_HDR_LEN + WIRE_AUTH_LEN);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(decode(buf, len, &lim, &out, &d, &why), 0);
+	assert_int_equal(out.opcode, WIRE_OP_AUTH);
+	assert_int_equal(out.inline_len, WIRE_AUTH_LEN);
+	assert_ptr_equal(d.inline_bytes, buf + WIRE_HDR_LEN);
+	assert_int_equal(d.inline_bytes[0], 1);
+
+	/* Proof bytes missing, short, long, or disagreeing with the header. */
+	expect_reject(buf, WIRE_HDR_LEN, &lim, WHY_AUTH);
+	expect_reject(buf, len - 1, &lim, WHY_AUTH);
+	buf[len] = 0;
+	expect_reject(buf, len + 1, &lim, WHY_AUTH);
+	len = build_auth(buf, WIRE_AUTH_LEN - 1, WIRE_AUTH_LEN - 1);
+	expect_reject(buf, len, &lim, WHY_AUTH);
+	len = build_auth(buf, WIRE_AUTH_LEN + 1, WIRE_AUTH_LEN + 1);
+	expect_reject(buf, len, &lim, WHY_AUTH);
+	len = build_auth(buf, 0, WIRE_AUTH_LEN);
+	expect_reject(buf, len, &lim, WHY_AUTH);
+	len = build_auth(buf, UINT32_MAX, WIRE_AUTH_LEN);
+	expect_reject(buf, len, &lim, WHY_AUTH);
+
+	/* No segments, skip or ring bytes. */
+	for (field = 0; field < 3; field++) {
+		memset(&h, 0, sizeof(h));
+		h.version = WIRE_VERSION;
+		h.opcode = WIRE_OP_AUTH;
+		h.inline_len = WIRE_AUTH_LEN;
+		switch (field) {
+		case 0: h.nseg = 1; break;
+		case 1: h.ring_skip = RING - 1000; break;
+		case 2: h.ring_len = 1; break;
+		}
+		len = build(buf, &h, WIRE_AUTH_LEN, NULL, 0);
+		expect_reject(buf, len, &lim, WHY_AUTH);
+	}
+
+	/* Credits on it are checked like anywhere else. */
+	memset(&h, 0, sizeof(h));
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_AUTH;
+	h.inline_len = WIRE_AUTH_LEN;
+	h.credit_msgs = lim.max_credit_msgs + 1;
+	len = build(buf, &h, WIRE_AUTH_LEN, NULL, 0);
+	expect_reject(buf, len, &lim, WHY_CREDIT_MSGS);
+
+	/* AUTH_OK is a plain control message. */
+	memset(&h, 0, sizeof(h));
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_AUTH_OK;
+	len = build(buf, &h, 0, NULL, 0);
+	expect_accept(buf, len, &lim);
+	len = build_auth(buf, WIRE_AUTH_LEN, WIRE_AUTH_LEN);
+	buf[1] = WIRE_OP_AUTH_OK;
+	expect_reject(buf, len, &lim, WHY_CONTROL);
 }
 
 static void test_short_message(void **state)
@@ -865,12 +958,16 @@ static size_t fuzz_seed_msg(uint8_t *buf, struct wire_rx_limits *lim)
 
 	*lim = limits(rnd() >> 20, RING);
 	if (rnd_below(8) == 0) {
-		/* A control message now and then, so mutations reach those too. */
+		/* Other messages now and then, so mutations reach those too. */
 		memset(&h, 0, sizeof(h));
 		h.version = WIRE_VERSION;
 		h.opcode = (uint8_t)(WIRE_OP_CREDIT + rnd_below(WIRE_OP_MAX - WIRE_OP_DATA));
 		h.credit_msgs = rnd_below(lim->max_credit_msgs + 1);
 		h.credit_ring = rnd_below(lim->max_credit_ring + 1);
+		if (h.opcode == WIRE_OP_AUTH) {
+			h.inline_len = WIRE_AUTH_LEN;
+			return build(buf, &h, WIRE_AUTH_LEN, NULL, 0);
+		}
 		return build(buf, &h, 0, NULL, 0);
 	}
 	off = (uint32_t)(lim->ring_pos & (RING - 1));
@@ -965,6 +1062,15 @@ static void check_invariants(const uint8_t *buf, size_t len,
 	assert_in_range(h->opcode, WIRE_OP_DATA, WIRE_OP_MAX);
 	assert_true(h->credit_msgs <= lim->max_credit_msgs);
 	assert_true(h->credit_ring <= lim->max_credit_ring);
+	if (h->opcode == WIRE_OP_AUTH) {
+		assert_int_equal(len, WIRE_HDR_LEN + WIRE_AUTH_LEN);
+		assert_int_equal(h->inline_len, WIRE_AUTH_LEN);
+		assert_int_equal(h->nseg, 0);
+		assert_int_equal(h->ring_skip, 0);
+		assert_int_equal(h->ring_len, 0);
+		assert_ptr_equal(d->inline_bytes, buf + WIRE_HDR_LEN);
+		return;
+	}
 	if (h->opcode != WIRE_OP_DATA) {
 		assert_int_equal(len, WIRE_HDR_LEN);
 		assert_int_equal(h->nseg, 0);
@@ -1081,6 +1187,7 @@ int main(void)
 		cmocka_unit_test(test_credit_limits),
 		cmocka_unit_test(test_version_opcode),
 		cmocka_unit_test(test_control_with_data),
+		cmocka_unit_test(test_auth_message),
 		cmocka_unit_test(test_short_message),
 		cmocka_unit_test(test_fuzz_data),
 	};

@@ -1,0 +1,195 @@
+#!/bin/bash
+# run-suite.sh: real QEMU live migrations through libmigrdma, every case, in
+# ONE boot of the soft-RoCE test VM.  Run it through scripts/vm-run:
+#
+#   scripts/vm-run --topology one|two --timeout 900 --share OUT -- \
+#       tests/migration/run-suite.sh [--out OUT] [options]
+#
+# Each case is one scripts/migrate run (see scripts/migrate --help for what
+# it checks); this prints PASS/FAIL per case, a table of the measured
+# numbers, and exits non-zero if any case failed.
+#
+# Options:
+#   --topology one|two  must match the VM's (default: $VM_TOPOLOGY)
+#   --out DIR           results: CASE.json, CASE.log (the run's output),
+#                       CASE/ (QEMU, MIGRDMA_LOG and MIGRDMA_STATS files),
+#                       summary.json (default: /tmp/migration-out, inside
+#                       the VM, so lost at power-off; pass a --share dir)
+#   --size MIB          guest RAM of the functional cases (default 128)
+#   --measure-size MIB  guest RAM of the precopy TCP/migrdma pair whose
+#                       times are compared (default 256)
+#   --budget S          stop starting cases after S seconds (default 840,
+#                       under vm-run's 900 s) and fail the ones left
+#   --only A,B          run only these cases
+#   --kernel ELF        the prebuilt guest (default: built into --out)
+#   --lib FILE          libmigrdma.so (default: <repo>/build/libmigrdma.so)
+#
+# Cases: precopy-tcp (the harness on plain TCP, and the baseline), precopy,
+# multifd (4 channels), postcopy, cancel, kill-dst, untouched-port.
+#
+# MIGRDMA_LOG (e.g. debug) is passed on to the library in both QEMUs; its
+# logs land in OUT/CASE/migrdma-*.log.
+set -eu
+
+prog=run-suite
+die() {
+	echo "$prog: $*" >&2
+	exit 2
+}
+
+here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd -P)
+repo=$(cd "$here/../.." && pwd -P)
+migrate=$repo/scripts/migrate
+
+topology=${VM_TOPOLOGY:-}
+out=/tmp/migration-out
+size=128
+measure_size=256
+budget=840
+only=
+kernel=
+lib=$repo/build/libmigrdma.so
+while [ $# -gt 0 ]; do
+	case $1 in
+	--topology) topology=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--size) size=$2; shift 2 ;;
+	--measure-size) measure_size=$2; shift 2 ;;
+	--budget) budget=$2; shift 2 ;;
+	--only) only=$2; shift 2 ;;
+	--kernel) kernel=$2; shift 2 ;;
+	--lib) lib=$2; shift 2 ;;
+	-h | --help) sed -n '2,/^set -eu/{/^set -eu/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+	*) die "unknown option '$1' (see --help)" ;;
+	esac
+done
+
+# The cases need rxe devices and 198.18.0.0/15 addresses: only the VM has them.
+[ -n "${VM_TOPOLOGY:-}" ] ||
+	die "run inside the test VM: scripts/vm-run --topology one -- $0"
+[ -n "$topology" ] || topology=$VM_TOPOLOGY
+[ "$topology" = "$VM_TOPOLOGY" ] ||
+	die "--topology $topology, but the VM was booted with topology $VM_TOPOLOGY"
+[ -f "$lib" ] || die "$lib not found (build it: cmake -S . -B build && cmake --build build)"
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd -P)
+start=$SECONDS
+deadline=$((start + budget))
+
+# --- shared inputs: the guest and the random RAM images ---------------------------
+# Local tmpfs, not the (9p) output directory: QEMU maps the image and reads
+# it at memory speed.
+work=$(mktemp -d /tmp/run-suite.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+if [ -z "$kernel" ]; then
+	kernel=$work/dirty.elf
+	"$repo/tests/migration/guest/build.sh" "$kernel" || die "cannot build the guest"
+fi
+[ -f "$kernel" ] || die "guest $kernel not found"
+# One image, as big as the biggest guest: a smaller guest maps its start.
+ram_mib=$size
+[ "$measure_size" -le "$ram_mib" ] || ram_mib=$measure_size
+ram=$work/ram.bin
+t0=$SECONDS
+head -c "$((ram_mib * 1024 * 1024))" /dev/urandom >"$ram" || die "cannot write $ram"
+echo "$prog: topology $topology, ${ram_mib} MiB random RAM image in $((SECONDS - t0)) s; results in $out"
+
+# --- the cases ------------------------------------------------------------------------
+# name|migrate options
+cases=(
+	"precopy-tcp|--transport tcp --size $measure_size"
+	"precopy|--size $measure_size"
+	"multifd|--mode multifd --channels 4 --size $size"
+	"postcopy|--mode postcopy --size $size"
+	"cancel|--case cancel --size $size"
+	"kill-dst|--case kill-dst --size $size"
+	"untouched-port|--case untouched-port --size $size"
+)
+
+selected() {
+	[ -z "$only" ] && return 0
+	case ",$only," in
+	*",$1,"*) return 0 ;;
+	esac
+	return 1
+}
+
+passed=()
+failed=()
+port=49200
+for entry in "${cases[@]}"; do
+	name=${entry%%|*}
+	opts=${entry#*|}
+	port=$((port + 10)) # a fresh port per case: nothing left over can interfere
+	selected "$name" || continue
+	left=$((deadline - SECONDS))
+	if [ "$left" -lt 60 ]; then
+		echo "$prog: FAIL $name: not started, the suite's $budget s budget is spent"
+		failed+=("$name")
+		continue
+	fi
+	# A case that hangs must not eat the whole budget: at most 300 s each
+	# (a 128-256 MiB guest takes well under 100 s even when slow).
+	limit=300
+	[ "$left" -ge "$limit" ] || limit=$left
+	echo "===== $name (scripts/migrate $opts)"
+	rm -rf "${out:?}/$name" "$out/$name.json"
+	t0=$SECONDS
+	rc=0
+	# shellcheck disable=SC2086 # opts is a word list on purpose
+	timeout -k 10 "$limit" "$migrate" --topology "$topology" --port "$port" \
+		--kernel "$kernel" --ram-file "$ram" --lib "$lib" \
+		--out "$out/$name" --json "$out/$name.json" $opts \
+		>"$out/$name.log" 2>&1 || rc=$?
+	cat "$out/$name.log"
+	took=$((SECONDS - t0))
+	case $rc in
+	0)
+		echo "$prog: PASS $name (${took} s)"
+		passed+=("$name")
+		;;
+	124 | 137)
+		echo "$prog: FAIL $name: timed out after $limit s"
+		failed+=("$name")
+		;;
+	*)
+		echo "$prog: FAIL $name (exit $rc, ${took} s)"
+		failed+=("$name")
+		;;
+	esac
+done
+
+# --- summary ----------------------------------------------------------------------------
+total=$((SECONDS - start))
+python3 - "$out" "$total" "$topology" <<'EOF' || true
+import json, os, sys
+out, total, topology = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows, summary = [], {"topology": topology, "suite_seconds": total, "cases": {}}
+names = ["precopy-tcp", "precopy", "multifd", "postcopy", "cancel", "kill-dst", "untouched-port"]
+for name in names:
+    p = os.path.join(out, name + ".json")
+    if not os.path.exists(p):
+        continue
+    with open(p) as f:
+        r = json.load(f)
+    summary["cases"][name] = r
+    def fmt(v, spec="{}"):
+        return "-" if v is None else spec.format(v)
+    roce = r.get("roce_pkts_total")
+    tcp = r.get("tcp_segs") or {}
+    zc = r.get("zerocopy_share")
+    rows.append([name, "PASS" if r.get("passed") else "FAIL", r.get("transport", ""),
+                 fmt(r.get("total_time_ms")), fmt(r.get("downtime_ms")),
+                 fmt(r.get("throughput_mbit_s")), fmt(r.get("dirty_sync_count")),
+                 fmt(roce), "/".join(str(v) for v in tcp.values()) or "-",
+                 fmt(zc and zc * 100, "{:.2f}%"), fmt(r.get("ram_identical"))])
+head = ["case", "result", "transport", "total ms", "downtime ms", "Mbit/s", "syncs",
+        "RoCE pkts", "TCP segs", "zero-copy", "RAM same"]
+w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+print("\n".join("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in [head] + rows))
+with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1, sort_keys=True)
+EOF
+echo "$prog: ${#passed[@]} passed, ${#failed[@]} failed${failed[*]:+ (${failed[*]})}; $total s in all"
+[ ${#failed[@]} -eq 0 ]
