@@ -12,7 +12,8 @@
 #     tcp_in_segs [NS]            TcpInSegs
 #     tcp_counter NAME [NS]       any nstat counter, e.g. TcpRetransSegs
 # Network interfaces:
-#     netdev_stat DEV NAME        /sys/class/net/DEV/statistics/NAME
+#     netdev_stat DEV NAME        /sys/class/net/DEV/statistics/NAME, e.g.
+#                                 tx_packets (of the caller's namespace)
 # Before/after:
 #     counters_snapshot NAME      record all of the above under NAME
 #     counters_delta OLD NEW [KEY]
@@ -105,13 +106,17 @@ tcp_in_segs() {
 }
 
 # netdev_stat DEV NAME: print /sys/class/net/DEV/statistics/NAME (tx_packets,
-# rx_bytes, ...) of a network interface of the initial namespace.
+# rx_bytes, ...) of network interface DEV of the caller's namespace.
 netdev_stat() {
 	if [ $# -ne 2 ]; then
 		echo "usage: netdev_stat DEV NAME" >&2
 		return 2
 	fi
-	_vmc_read "/sys/class/net/$1/statistics/$2"
+	if [ ! -r "/sys/class/net/$1/statistics/$2" ]; then
+		echo "vm-counters: no network interface $1 (or no counter $2) here" >&2
+		return 1
+	fi
+	cat "/sys/class/net/$1/statistics/$2"
 }
 
 # _vmc_dir: where snapshots live (override with VM_COUNTERS_DIR).
@@ -123,6 +128,8 @@ _vmc_dir() {
 #   roce.DEV.sent_pkts / roce.DEV.rcvd_pkts   every RDMA device
 #   tcp.NS.OutSegs / tcp.NS.InSegs            the caller's namespace (NS
 #                                             "self") and every named netns
+#   net.DEV.tx_packets / net.DEV.rx_packets   every network interface of the
+#                                             caller's namespace but lo
 counters_snapshot() {
 	if [ $# -ne 1 ]; then
 		echo "usage: counters_snapshot NAME" >&2
@@ -146,6 +153,16 @@ counters_snapshot() {
 				_vmc_v=$(tcp_counter "Tcp$_vmc_c" "$_vmc_ns") || return 1
 			fi
 			echo "tcp.$_vmc_ns.$_vmc_c $_vmc_v" >>"$_vmc_f.tmp"
+		done
+	done
+	for _vmc_p in /sys/class/net/*; do
+		_vmc_dev=${_vmc_p##*/}
+		if [ "$_vmc_dev" = lo ] || [ ! -d "$_vmc_p/statistics" ]; then
+			continue
+		fi
+		for _vmc_c in tx_packets rx_packets; do
+			_vmc_v=$(netdev_stat "$_vmc_dev" "$_vmc_c") || return 1
+			echo "net.$_vmc_dev.$_vmc_c $_vmc_v" >>"$_vmc_f.tmp"
 		done
 	done
 	mv "$_vmc_f.tmp" "$_vmc_f"

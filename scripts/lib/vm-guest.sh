@@ -3,7 +3,8 @@
 # initramfs has switched to the host's root (9p, read-only, under a tmpfs
 # overlay).  It finishes setting up the machine, builds the requested
 # network/RDMA topology, runs the caller's command and reports its exit status
-# to the host through a marker line on the serial console, then powers off.
+# to the host through a marker line after the command's output, then powers
+# off.
 #
 #   usage (from the job's boot script): vm-guest.sh JOB_ENV_FILE
 #
@@ -195,7 +196,7 @@ esac
 
 # --- the command -------------------------------------------------------------
 # A clean environment: only what vm-run passes plus the topology description.
-# The console is a tty, so keep programs from paging or colouring.
+# TERM=dumb and the pagers: never page or colour, even on the tty fallback.
 cmd_env=(
 	PATH="$PATH" HOME=/root USER=root LOGNAME=root SHELL=/bin/bash
 	TERM=dumb PAGER=cat SYSTEMD_PAGER=cat

@@ -15,7 +15,8 @@
 #   4. the same rstream transfer over plain TCP sockets moves TCP segments
 #      and no RoCE packets.
 # In topology "two" the server runs as host dst (198.18.0.2, rxe_dst) and the
-# client as host src (198.18.0.1, rxe_src), joined by a veth pair.
+# client as host src (198.18.0.1, rxe_src), joined by a veth pair; there the
+# test also checks that both kinds of traffic really crossed the veth.
 #
 # Prints one PASS/FAIL line per check and exits non-zero if any failed.
 set -eu
@@ -213,6 +214,10 @@ counters_snapshot rsock.after
 expect_delta rsock.before rsock.after "roce.$client_dev.sent_pkts" -ge 5120 "rstream (rsockets): client device sent >= 20 MiB of RoCE packets"
 expect_delta rsock.before rsock.after "roce.$server_dev.rcvd_pkts" -ge 5120 "rstream (rsockets): server device received >= 20 MiB of RoCE packets"
 expect_delta rsock.before rsock.after tcp.self.OutSegs -eq 0 "rstream (rsockets): no TCP segments"
+if [ "$topo" = two ]; then
+	# The RoCE packets really crossed the veth, not a local shortcut.
+	expect_delta rsock.before rsock.after "net.$SRC_NETDEV.tx_packets" -ge 5120 "rstream (rsockets): the packets crossed $SRC_NETDEV"
+fi
 
 # --- 4. the same over TCP: the counters must flip -----------------------------
 counters_snapshot tcp.before
@@ -232,6 +237,7 @@ if [ "$topo" = two ]; then
 	for ns in "$SRC_NS" "$DST_NS"; do
 		expect_delta tcp.before tcp.after "tcp.$ns.OutSegs" -gt 100 "rstream (TCP sockets): tcp_out_segs $ns"
 	done
+	expect_delta tcp.before tcp.after "net.$SRC_NETDEV.tx_packets" -gt 100 "rstream (TCP sockets): the segments crossed $SRC_NETDEV"
 fi
 
 rm -rf "$work"
