@@ -476,3 +476,53 @@ void rt_quiesce_at_exit(unsigned timeout_ms)
 out:
 	pthread_mutex_unlock(&rt_g.lock);
 }
+
+static const char *state_name(const struct rt_conn *c)
+{
+	if (c->owner_gone)
+		return "closing";
+	switch (c->state) {
+	case CS_RESOLVING_ADDR:
+	case CS_RESOLVING_ROUTE:
+	case CS_CONNECTING:
+	case CS_ACCEPTING:
+		return "connecting";
+	case CS_AUTHENTICATING:
+		return "authenticating";
+	case CS_ESTABLISHED:
+		return c->fin_received ? "eof" : c->shut_wr ? "half-closed" : "established";
+	case CS_FAILED:
+		return "failed";
+	case CS_DISCONNECTED:
+		return "disconnected";
+	}
+	return "?";
+}
+
+unsigned rt_snapshot(struct rt_conn_info *out, unsigned max)
+{
+	uint64_t now = rt_now_ms();
+	struct rt_conn *c;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (c = rt_g.conns; c && n < max; c = c->next_all) {
+		struct rt_conn_info *i = &out[n];
+
+		pthread_mutex_lock(&c->lock);
+		if (!c->destroyed) {
+			i->id = c->id;
+			i->is_server = c->is_server;
+			i->state = state_name(c);
+			i->local = c->local;
+			i->peer = c->peer;
+			i->stats = c->stats;
+			i->age_ms = now - ((uint64_t)c->t_start.tv_sec * 1000 +
+					   (uint64_t)c->t_start.tv_nsec / 1000000);
+			n++;
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&rt_g.lock);
+	return n;
+}

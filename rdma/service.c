@@ -21,6 +21,14 @@ struct rt_global rt_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* epoll tags that are not connections. */
 static char tag_cm, tag_wake;
+static void (*tick_fn)(void *arg);
+static void *tick_arg;
+
+void rt_set_tick(void (*fn)(void *arg), void *arg)
+{
+	tick_arg = arg;
+	__atomic_store_n(&tick_fn, fn, __ATOMIC_RELEASE);
+}
 
 #define SERVICE_TICK_MS 100
 
@@ -192,6 +200,8 @@ static void *service_main(void *arg)
 		if (n == 0 || now - last_tick >= SERVICE_TICK_MS ||
 		    (n > 0 && evs[0].data.ptr == &tag_wake)) {
 			cm_check_timers(now);
+			if (tick_fn)
+				tick_fn(tick_arg);
 			last_tick = now;
 		}
 	}

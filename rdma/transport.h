@@ -150,6 +150,23 @@ void rt_conn_get_stats(struct rt_conn *c, struct rt_conn_stats *out);
 /* Why the connection ended ("close", "eof", "reset", "timeout", ...). */
 const char *rt_conn_end_reason(struct rt_conn *c);
 
+/* A snapshot of one live connection, for the live-statistics export. */
+struct rt_conn_info {
+	unsigned id;
+	bool is_server;
+	const char *state;		/* "connecting", "established", "closing", ... */
+	struct sockaddr_storage local;
+	struct sockaddr_storage peer;
+	struct rt_conn_stats stats;
+	uint64_t age_ms;
+};
+
+/* Fill up to max snapshots of the connections alive now; returns how many. */
+unsigned rt_snapshot(struct rt_conn_info *out, unsigned max);
+
+/* Call fn(arg) from the service thread about every 100 ms (NULL to stop). */
+void rt_set_tick(void (*fn)(void *arg), void *arg);
+
 /*
  * The owner is done with the connection: send FIN after the bytes already
  * written, let them drain (bounded), then tear down in the background.

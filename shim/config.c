@@ -43,6 +43,7 @@ static void config_defaults(struct migrdma_config *cfg)
 	cfg->ring_size = 8 * MIB;
 	cfg->busy_poll_us = 0;
 	cfg->connect_timeout_ms = 15000;
+	cfg->live = true;
 	cfg->keepalive_s = 10;
 }
 
@@ -345,7 +346,8 @@ static int config_load_vars(struct migrdma_config *cfg,
 		memcpy(cfg->secret, v, n + 1);
 		cfg->secret_len = n;
 	}
-	if (load_bool(getenv_fn, "MIGRDMA_PIN_ALL", &cfg->pin_all, err, errlen) < 0)
+	if (load_bool(getenv_fn, "MIGRDMA_PIN_ALL", &cfg->pin_all, err, errlen) < 0 ||
+	    load_bool(getenv_fn, "MIGRDMA_LIVE", &cfg->live, err, errlen) < 0)
 		return -1;
 
 	if (load_uint(getenv_fn, "MIGRDMA_BUSY_POLL_US", 0, 10000,

@@ -71,6 +71,7 @@ struct migrdma_config {
 	char secret[CONFIG_MAX_SECRET];	/* MIGRDMA_SECRET, "" = no authentication */
 	size_t secret_len;
 	bool pin_all;			/* MIGRDMA_PIN_ALL=1 */
+	bool live;			/* MIGRDMA_LIVE, default 1: export for migrdma stat */
 };
 
 /*

@@ -14,6 +14,7 @@
 #include "backtrace.h"
 #include "config.h"
 #include "init.h"
+#include "live.h"
 #include "log.h"
 #include "rdma/transport.h"
 #include "real.h"
@@ -128,6 +129,8 @@ int shim_start_transport(void)
 	if (ret == 0) {
 		transport_started = true;
 		shim_mark_transport_fds();
+		if (shim_cfg.live)
+			live_start();
 	}
 out:
 	pthread_mutex_unlock(&transport_lock);
@@ -141,6 +144,8 @@ __attribute__((constructor)) static void migrdma_constructor(void)
 
 __attribute__((destructor)) static void migrdma_destructor(void)
 {
-	if (transport_started)
+	if (transport_started) {
+		live_stop();
 		rt_quiesce_at_exit(2000);
+	}
 }

@@ -97,9 +97,12 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-# (As root, apt warns that the download is "performed unsandboxed": harmless.)
+# As root, apt would drop to its _apt user, which cannot write here (and then
+# warns that the download is "performed unsandboxed"): say so up front.
+sandbox=()
+[ "$(id -u)" -ne 0 ] || sandbox=(-o APT::Sandbox::User=root)
 mkdir "$tmp/deb"
-(cd "$tmp/deb" && apt-get download -qq "$kpkg" >&2) ||
+(cd "$tmp/deb" && apt-get download -qq "${sandbox[@]}" "$kpkg" >&2) ||
 	die "apt-get download $kpkg failed (needs access to a Debian archive; try 'apt-get update')"
 deb=$(ls "$tmp/deb"/*.deb)
 dpkg -x "$deb" "$tmp/root"
@@ -158,7 +161,10 @@ for arg in $($bb cat /proc/cmdline); do
 	esac
 done
 [ -n "$job" ] || fail "no migrdma.job= on the kernel command line"
-# virtio devices probe asynchronously on some kernels; retry briefly.
+# cache=loose: each host file is read over 9p once, then cached (a big
+# program's first start is ~0.8 s faster); host-side changes to a file
+# during a run may go unseen, which is why --share dirs use cache=none.
+# The retry covers a virtio device that is still being probed.
 n=0
 until $bb mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /lower 2>/dev/null; do
 	n=$((n + 1))
