@@ -521,7 +521,8 @@ static void disconnected(struct rt_conn *c)
 							: "the peer refused our MIGRDMA_SECRET proof");
 	if (c->state == CS_ESTABLISHED) {
 		c->state = CS_DISCONNECTED;
-		if (!c->fin_received) {
+		/* Only a disconnect we did not start can cut the peer's stream short. */
+		if (!c->fin_received && !c->disconnecting) {
 			c->end_reason = "reset";
 			log_warn(c->id, "the peer disconnected without closing the stream");
 		}
