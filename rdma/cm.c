@@ -68,6 +68,22 @@ static void fill_conn_param(struct rdma_conn_param *param, const uint8_t *pdata,
 	param->rnr_retry_count = 7;
 }
 
+/*
+ * One address-resolution attempt.  Short, and retried until the connect
+ * deadline: the kernel re-checks a pending neighbour lookup only when the
+ * attempt times out, so one lost ARP exchange would otherwise cost the
+ * whole connect timeout.
+ */
+#define RESOLVE_ATTEMPT_MS 1000
+
+static int resolve_timeout_ms(const struct rt_conn *c)
+{
+	uint64_t now = rt_now_ms();
+	uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 1;
+
+	return (int)(left < RESOLVE_ATTEMPT_MS ? left : RESOLVE_ATTEMPT_MS);
+}
+
 int rt_connect(const struct sockaddr *dst, socklen_t dstlen,
 	       const struct sockaddr *src, socklen_t srclen, bool nonblock,
 	       rt_notify_fn notify, void *arg, struct rt_conn **out)
@@ -100,8 +116,12 @@ int rt_connect(const struct sockaddr *dst, socklen_t dstlen,
 	c->notify_arg = arg;
 	c->state = CS_RESOLVING_ADDR;
 	c->deadline_ms = rt_now_ms() + rt_g.opts.connect_timeout_ms;
+	if (src && srclen <= sizeof(c->bind_src)) {
+		memcpy(&c->bind_src, src, srclen);
+		c->has_bind_src = true;
+	}
 	if (rdma_resolve_addr(id, (struct sockaddr *)src, (struct sockaddr *)dst,
-			      (int)rt_g.opts.connect_timeout_ms)) {
+			      resolve_timeout_ms(c))) {
 		int err = errno == ENODEV || errno == EADDRNOTAVAIL ? ENODEV : errno;
 		char why[160];
 
@@ -620,6 +640,14 @@ static void conn_event(struct rt_conn *c, struct rdma_cm_event *ev)
 		pthread_mutex_lock(&c->lock);
 		switch (ev->event) {
 		case RDMA_CM_EVENT_ADDR_ERROR:
+			if (ev->status == -ETIMEDOUT && c->state == CS_RESOLVING_ADDR &&
+			    rt_now_ms() + 50 < c->deadline_ms &&
+			    !rdma_resolve_addr(c->cm_id,
+					       c->has_bind_src ? (struct sockaddr *)&c->bind_src : NULL,
+					       (struct sockaddr *)&c->peer, resolve_timeout_ms(c))) {
+				log_debug(c->id, "address resolution timed out; retrying");
+				break;
+			}
 			snprintf(why, sizeof(why),
 				 "no RDMA device can reach %s (address resolution: %s)", where,
 				 strerror(-ev->status));
@@ -706,11 +734,14 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 		conn_fail(c, ETIMEDOUT, why);
 	}
 	if (c->state == CS_ESTABLISHED && ka && !c->disconnecting) {
-		if (now - c->last_rx_ms > ka) {
+		/* Program threads polling the CQ may have seen a message after `now`. */
+		uint64_t silent = now > c->last_rx_ms ? now - c->last_rx_ms : 0;
+
+		if (silent > ka) {
 			snprintf(why, sizeof(why), "the peer has been silent for %u s",
 				 rt_g.opts.keepalive_s);
 			conn_fail(c, ETIMEDOUT, why);
-		} else if (now - c->last_rx_ms > ka / 3 && !c->ping_outstanding) {
+		} else if (silent > ka / 3 && !c->ping_outstanding) {
 			c->ping_outstanding = true;
 			conn_send_ctrl(c, WIRE_OP_PING);
 		}

@@ -141,6 +141,8 @@ struct rt_conn {
 
 	struct sockaddr_storage local;
 	struct sockaddr_storage peer;
+	struct sockaddr_storage bind_src;	/* the program's bind() before connect */
+	bool has_bind_src;
 	struct rt_listener *listener;	/* server side, until accepted */
 	struct rt_conn *next_pending;
 	struct rt_conn *next_all;
