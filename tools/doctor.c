@@ -84,6 +84,7 @@ static unsigned nfail, nwarn;
 
 /* ---- reporting ----------------------------------------------------------- */
 
+__attribute__((format(printf, 2, 0)))
 static void vsay(const char *tag, const char *fmt, va_list ap)
 {
 	printf("%-5s ", tag);
@@ -264,32 +265,29 @@ static void format_rule(const struct target_rule *r, char *buf, size_t len)
 	}
 }
 
-/* The rules, from -t if given, else from MIGRDMA_TARGETS.  Fills cfg's rules. */
-static void check_rules(const char *opt, struct migrdma_config *cfg)
+/* The rules, from -t if given, else from MIGRDMA_TARGETS, into parsed-> */
+static void check_rules(const char *opt, struct migrdma_config *parsed)
 {
-	static struct migrdma_config parsed;
 	const char *value = opt ? opt : getenv("MIGRDMA_TARGETS");
 	char err[256], list[LIST_MAX] = "", rule[128];
 	size_t i;
 
-	if (config_parse_targets(&parsed, value, err, sizeof(err)) < 0) {
+	if (config_parse_targets(parsed, value, err, sizeof(err)) < 0) {
 		fail("%s", err);
 		fix("write the rules as ADDR:PORT, ADDR:LO-HI, *:PORT, *:LO-HI or [IPV6]:PORT, separated by commas");
 		return;
 	}
-	if (!parsed.nrules) {
+	if (!parsed->nrules) {
 		warn("MIGRDMA_TARGETS is empty: the library would divert nothing and the migration would use TCP");
 		fix("name the migration address: -t ADDR:PORT, or export MIGRDMA_TARGETS=ADDR:PORT");
 		return;
 	}
-	for (i = 0; i < parsed.nrules; i++) {
-		format_rule(&parsed.rules[i], rule, sizeof(rule));
+	for (i = 0; i < parsed->nrules; i++) {
+		format_rule(&parsed->rules[i], rule, sizeof(rule));
 		append(list, sizeof(list), "%s%s", i ? ", " : "", rule);
 	}
 	ok("MIGRDMA_TARGETS%s: %zu rule%s: %s", opt ? " (from -t)" : "",
-	   parsed.nrules, parsed.nrules == 1 ? "" : "s", list);
-	memcpy(cfg->rules, parsed.rules, sizeof(cfg->rules));
-	cfg->nrules = parsed.nrules;
+	   parsed->nrules, parsed->nrules == 1 ? "" : "s", list);
 }
 
 static void list_set_variables(char *list, size_t len)
@@ -383,6 +381,18 @@ static void check_variables(struct migrdma_config *cfg)
 	check_unknown_variables();
 }
 
+/* The whole configuration: the rules, then every other variable. */
+static void check_config(const char *targets, struct migrdma_config *cfg)
+{
+	static struct migrdma_config rules;
+
+	check_rules(targets, &rules);
+	check_variables(cfg);
+	/* check_variables() hid MIGRDMA_TARGETS from the parser: add the rules. */
+	memcpy(cfg->rules, rules.rules, sizeof(cfg->rules));
+	cfg->nrules = rules.nrules;
+}
+
 /* ---- library --------------------------------------------------------------- */
 
 /*
@@ -407,12 +417,6 @@ static int exe_dir(char *buf, size_t len)
 	return 0;
 }
 
-/*
- * migrdma-run's search order: --lib or $MIGRDMA_LIB (an explicit choice is
- * used as it is, found or not), the installed path, then the same path
- * relative to this binary (an install with another --prefix), then the build
- * tree this binary was built in.  Writes the places tried into looked.
- */
 static bool try_library(const char *cand, char *buf, char *looked, size_t looked_len)
 {
 	if (access(cand, F_OK) == 0) {
@@ -425,6 +429,12 @@ static bool try_library(const char *cand, char *buf, char *looked, size_t looked
 	return false;
 }
 
+/*
+ * migrdma-run's search order: --lib or $MIGRDMA_LIB (an explicit choice is
+ * used as it is, found or not), the installed path, then the same path
+ * relative to this binary (an install with another --prefix), then the build
+ * tree this binary was built in.  Writes the places tried into looked.
+ */
 static const char *find_library(const char *opt, char buf[PATH_MAX],
 				char *looked, size_t looked_len)
 {
@@ -662,14 +672,15 @@ static void check_device(struct ibv_device *dev, unsigned *active)
 	struct ibv_device_attr attr;
 	struct ibv_context *ctx;
 	char node[sizeof(dev->dev_name) + 32];
-	uint8_t port;
-	int fd, ret;
+	unsigned port;
+	int fd, ret, err;
 
 	snprintf(node, sizeof(node), "/dev/infiniband/%s", dev->dev_name);
 	fd = open(node, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		fail("%s: cannot open %s: %s", name, node, strerror(errno));
-		if (errno == ENOENT)
+		err = errno;
+		fail("%s: cannot open %s: %s", name, node, strerror(err));
+		if (err == ENOENT)
 			fix("modprobe ib_uverbs");
 		else
 			fix("give this user read-write access to %s (a udev rule, or the group that owns it)", node);
@@ -692,7 +703,7 @@ static void check_device(struct ibv_device *dev, unsigned *active)
 	ok("%s: %s opens read-write, %u port%s", name, node, attr.phys_port_cnt,
 	   attr.phys_port_cnt == 1 ? "" : "s");
 	for (port = 1; port <= attr.phys_port_cnt; port++)
-		check_port(ctx, name, port, active);
+		check_port(ctx, name, (uint8_t)port, active);
 out:
 	ibv_close_device(ctx);
 }
@@ -704,31 +715,43 @@ struct target {
 	char label[160];
 };
 
-/* An interface holding addr, for saying which netdev lacks an RDMA device. */
-static const char *iface_of(const struct sockaddr *sa, char *buf, size_t len)
+static bool is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/* Same family and address; ports do not matter. */
+static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+}
+
+/* The interface holding addr, to name the netdev that lacks an RDMA device. */
+static bool iface_of(const struct sockaddr *sa, char *buf, size_t len)
 {
 	struct ifaddrs *ifa, *i;
+	bool found = false;
 
-	snprintf(buf, len, "its interface");
 	if (getifaddrs(&ifa) < 0)
-		return buf;
-	for (i = ifa; i; i = i->ifa_next) {
-		const struct sockaddr *a = i->ifa_addr;
-
-		if (!a || a->sa_family != sa->sa_family)
-			continue;
-		if ((a->sa_family == AF_INET &&
-		     ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		     ((const struct sockaddr_in *)sa)->sin_addr.s_addr) ||
-		    (a->sa_family == AF_INET6 &&
-		     !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			     &((const struct sockaddr_in6 *)sa)->sin6_addr, sizeof(struct in6_addr)))) {
+		return false;
+	for (i = ifa; i && !found; i = i->ifa_next) {
+		if (i->ifa_addr && (i->ifa_addr->sa_family == AF_INET ||
+				    i->ifa_addr->sa_family == AF_INET6) &&
+		    same_addr(i->ifa_addr, sa)) {
 			snprintf(buf, len, "%s", i->ifa_name);
-			break;
+			found = true;
 		}
 	}
 	freeifaddrs(ifa);
-	return buf;
+	return found;
 }
 
 /*
@@ -870,7 +893,7 @@ static enum locality classify(struct rdma_event_channel *ch, const struct sockad
 static void check_target(const struct target *t)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&t->ss;
-	char why[160], ifname[IF_NAMESIZE + 16], src[INET6_ADDRSTRLEN], gid[INET6_ADDRSTRLEN];
+	char why[160], ifname[IF_NAMESIZE], src[INET6_ADDRSTRLEN], gid[INET6_ADDRSTRLEN];
 	char netdev[IF_NAMESIZE] = "", detail[256] = "", where_str[128];
 	char bound_dev[IBV_SYSFS_NAME_MAX] = "";
 	unsigned bound_port = 0;
@@ -890,11 +913,18 @@ static void check_target(const struct target *t)
 		return;
 	}
 	where = classify(ch, sa, bound_dev, sizeof(bound_dev), &bound_port);
+	if (where == ADDR_LOCAL_NO_RDMA && is_loopback(sa)) {
+		fail("%s: a loopback address, which no RDMA device serves", t->label);
+		fix("use this host's address on the RDMA network, in the rule and in QEMU's migration URI");
+		goto out;
+	}
 	if (where == ADDR_LOCAL_NO_RDMA) {
-		iface_of(sa, ifname, sizeof(ifname));
-		fail("%s: a local address, but %s has no RDMA device", t->label, ifname);
-		fix("use the address of the RDMA NIC, or for soft-RoCE: rdma link add rxe0 type rxe netdev %s",
-		    strcmp(ifname, "its interface") ? ifname : "NETDEV");
+		bool known = iface_of(sa, ifname, sizeof(ifname));
+
+		fail("%s: a local address, but %s has no RDMA device", t->label,
+		     known ? ifname : "its interface");
+		fix("use the address of the RDMA NIC, or for soft-RoCE: rdma link add rxe_%s type rxe netdev %s",
+		    known ? ifname : "NETDEV", known ? ifname : "NETDEV");
 		goto out;
 	}
 
@@ -1000,17 +1030,6 @@ static int parse_for(const char *arg, struct target *t)
 	return -1;
 }
 
-static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
-}
-
 /* Each distinct address of the rules, then each --for address. */
 static void check_targets(const struct migrdma_config *cfg, const struct target *fors,
 			  size_t nfor, bool have_cm)
@@ -1039,7 +1058,8 @@ static void check_targets(const struct migrdma_config *cfg, const struct target 
 			((struct sockaddr_in *)&c->ss)->sin_addr = r->addr.v4;
 		else
 			((struct sockaddr_in6 *)&c->ss)->sin6_addr = r->addr.v6;
-		for (j = 0; j < n && !same_addr(&t[j].ss, &c->ss); j++)
+		for (j = 0; j < n && !same_addr((struct sockaddr *)&t[j].ss,
+						(struct sockaddr *)&c->ss); j++)
 			;
 		if (j < n)
 			continue;
@@ -1115,7 +1135,7 @@ static void check_memlock(const struct migrdma_config *cfg)
 		 human(cfg->pin_limit, h_pin, sizeof(h_pin)));
 	human(need, h_need, sizeof(h_need));
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
-		ok("memlock limit %s covers the about %s the configuration may pin (%s)",
+		ok("memlock limit %s covers what the configuration may pin, about %s (%s)",
 		   rl.rlim_cur == RLIM_INFINITY ? "unlimited" : human(rl.rlim_cur, h_cur, sizeof(h_cur)),
 		   h_need, how);
 		return;
@@ -1126,10 +1146,10 @@ static void check_memlock(const struct migrdma_config *cfg)
 	else
 		human(rl.rlim_max, h_max, sizeof(h_max));
 	if (have_cap_ipc_lock()) {
-		warn("memlock limit %s is below the about %s the configuration may pin (%s); this process has CAP_IPC_LOCK, which lifts the limit, but a QEMU started without it (libvirt runs QEMU unprivileged) would fail to register memory",
+		warn("memlock limit %s is below what the configuration may pin, about %s (%s); this process has CAP_IPC_LOCK, which lifts the limit, but a QEMU started without it (libvirt runs QEMU unprivileged) would fail to register memory",
 		     h_cur, h_need, how);
 	} else {
-		fail("memlock limit %s (hard limit %s) is below the about %s the configuration may pin (%s): memory registration would fail",
+		fail("memlock limit %s (hard limit %s) is below what the configuration may pin, about %s (%s): memory registration would fail",
 		     h_cur, h_max, h_need, how);
 	}
 	fix("ulimit -l unlimited in the shell that starts QEMU; LimitMEMLOCK=infinity in a systemd unit; <memtune><hard_limit> in a libvirt domain; or lower MIGRDMA_PIN_LIMIT");
@@ -1211,7 +1231,7 @@ int cmd_doctor(int argc, char **argv)
 	static struct migrdma_config cfg;
 	static struct target fors[MAX_FOR];
 	static char targets[TARGETS_MAX];
-	struct ibv_device **devs;
+	struct ibv_device **devs = NULL;
 	const char *lib = NULL;
 	bool have_targets = false, config_only = false, have_cm;
 	size_t nfor = 0;
@@ -1298,17 +1318,7 @@ int cmd_doctor(int argc, char **argv)
 		}
 	}
 
-	check_rules(have_targets ? targets : NULL, &cfg);
-	{
-		/* check_variables() refills cfg: keep the rules across it. */
-		static struct target_rule rules[CONFIG_MAX_RULES];
-		size_t nrules = cfg.nrules;
-
-		memcpy(rules, cfg.rules, sizeof(rules));
-		check_variables(&cfg);
-		memcpy(cfg.rules, rules, sizeof(rules));
-		cfg.nrules = nrules;
-	}
+	check_config(have_targets ? targets : NULL, &cfg);
 
 	if (!config_only) {
 		check_library(lib);

@@ -81,7 +81,7 @@ if [ "$rc" -eq 1 ]; then
 else
 	fail "doctor exits $rc, expected 1"
 fi
-has '^FAIL +memlock limit 64 KiB \(hard limit 64 KiB\) is below the about [0-9]+ MiB' "memlock FAIL"
+has '^FAIL +memlock limit 64 KiB \(hard limit 64 KiB\) is below what the configuration may pin, about [0-9]+ MiB' "memlock FAIL"
 has '^ +fix: ulimit -l unlimited .*LimitMEMLOCK=infinity.*<memtune><hard_limit>' "memlock fix"
 
 echo "== 3. ulimit -l 64 as root"
