@@ -7,6 +7,7 @@
  * queue pair completes the SEND only after them.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,63 @@ struct msg_builder {
 	uint64_t inline_bytes;
 	unsigned registrations;
 };
+
+/* The mapping (from /proc/self/maps) holding addr; 0 if none. */
+static int find_mapping(uintptr_t addr, uintptr_t *start, uintptr_t *end)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s <= addr && addr < e) {
+			*start = s;
+			*end = e;
+			found = 1;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * MIGRDMA_PIN_ALL: on the first miss in a mapping, register all of it (as
+ * far as the pin limit allows) so later sends never stop to register.
+ * Returns the registrations made.
+ */
+static unsigned pin_whole_mapping(struct rt_conn *c, uintptr_t addr)
+{
+	size_t chunk = rt_g.opts.chunk;
+	struct regcache_stats st;
+	struct regcache_ref ref;
+	uintptr_t start, end, a;
+	unsigned made = 0;
+	int registered;
+
+	if (!find_mapping(addr, &start, &end))
+		return 0;
+	for (a = start & ~(uintptr_t)(chunk - 1); a < end; a += chunk) {
+		uintptr_t s = a < start ? start : a;
+		uintptr_t e = a + chunk > end ? end : a + chunk;
+
+		regcache_get_stats(c->dev->regcache, &st);
+		/* Never evict what is already pinned to pin more. */
+		if (st.pinned_bytes + chunk > rt_g.opts.pin_limit)
+			break;
+		if (regcache_get(c->dev->regcache, (void *)s, e - s, &ref, &registered))
+			break;
+		regcache_put(c->dev->regcache, ref.entry);
+		made += registered;
+	}
+	log_info(c->id, "MIGRDMA_PIN_ALL: registered %u chunks of the mapping at %#lx-%#lx",
+		 made, (unsigned long)start, (unsigned long)end);
+	return made;
+}
 
 static bool zcopy_eligible(const struct iovec *v)
 {
@@ -118,6 +176,8 @@ static int64_t take_zcopy(struct msg_builder *b, const uint8_t *src, size_t n)
 		return -1;
 	}
 	b->registrations += registered;
+	if (registered && rt_g.opts.pin_all)
+		b->registrations += pin_whole_mapping(c, a);
 
 	if (b->nwr == 0 || b->nsge[b->nwr - 1] == c->max_sge) {
 		if (b->nwr == RT_MAX_WR_PER_MSG) {

@@ -37,6 +37,7 @@ struct rt_options {
 	unsigned keepalive_s;		/* declare a silent peer dead after this */
 	const void *secret;		/* MIGRDMA_SECRET, NULL for none */
 	size_t secret_len;
+	bool pin_all;			/* register a buffer's whole mapping on first use */
 	/* May a peer at this address connect to our listeners?  NULL: anyone. */
 	bool (*allow_peer)(const struct sockaddr *peer);
 };

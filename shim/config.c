@@ -660,11 +660,13 @@ int config_parse_allow(struct migrdma_config *cfg, const char *value,
 			return set_err(err, errlen, "MIGRDMA_ALLOW: more than %d entries",
 				       CONFIG_MAX_ALLOW);
 		}
+		/* Quoted from a copy: parsing cuts the entry at its '/'. */
+		quote(t, q, sizeof(q));
 		if (!*t || parse_allow_entry(t, &cfg->allow[cfg->nallow])) {
 			cfg->nallow = 0;
 			return set_err(err, errlen,
 				       "MIGRDMA_ALLOW: bad entry %s: expected ADDR or ADDR/PREFIX (IPv4 or IPv6)",
-				       quote(tok, q, sizeof(q)));
+				       q);
 		}
 		cfg->nallow++;
 	}

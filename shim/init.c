@@ -124,6 +124,7 @@ int shim_start_transport(void)
 	opts.keepalive_s = shim_cfg.keepalive_s;
 	opts.secret = shim_cfg.secret_len ? shim_cfg.secret : NULL;
 	opts.secret_len = shim_cfg.secret_len;
+	opts.pin_all = shim_cfg.pin_all;
 	opts.allow_peer = shim_cfg.nallow ? allow_peer : NULL;
 	ret = rt_init(&opts);
 	if (ret == 0) {

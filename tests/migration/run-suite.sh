@@ -187,7 +187,15 @@ for name in names:
 head = ["case", "result", "transport", "total ms", "downtime ms", "Mbit/s", "syncs",
         "RoCE pkts", "TCP segs", "zero-copy", "RAM same"]
 w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
-print("\n".join("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)) for row in [head] + rows))
+print("\n".join("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)).rstrip()
+                for row in [head] + rows))
+# The interrupted first attempts of cancel and kill-dst.
+for name, r in summary["cases"].items():
+    fa = r.get("first_attempt")
+    if fa:
+        print(f"{name}: first attempt {fa.get('status')} {fa.get('seconds')} s after the "
+              f"interruption (at {fa.get('interrupted_at_bytes')} bytes), source "
+              f"{fa.get('src_run_state')}, guest {'running' if fa.get('guest_alive') else 'NOT running'}")
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1, sort_keys=True)
 EOF
