@@ -20,6 +20,7 @@ struct subcommand {
 /* A new subcommand (such as stat) is one more row here. */
 static const struct subcommand subcommands[] = {
 	{ "doctor", cmd_doctor, "check this host and the MIGRDMA_* configuration" },
+	{ "stat", cmd_stat, "show live counters and throughput of diverted connections" },
 };
 
 #define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))

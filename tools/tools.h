@@ -16,5 +16,6 @@
 #define EXIT_USAGE 2
 
 int cmd_doctor(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 #endif
