@@ -381,7 +381,7 @@ static enum read_result read_live(int pid, const struct stat_opts *o, struct liv
 	enum proc_state ps;
 	uint64_t s1, s2;
 	struct stat st;
-	int fd, got;
+	int fd, got, tries;
 
 	why[0] = '\0';
 	live_path(pid, path, sizeof(path));
@@ -416,8 +416,10 @@ static enum read_result read_live(int pid, const struct stat_opts *o, struct liv
 		goto out;
 	}
 
-	for (;; usleep(1000)) {
-		if (mono_ms() > deadline) {
+	memset(hdr->magic, 0, sizeof(hdr->magic));
+	for (tries = 0;; tries++, usleep(1000)) {
+		/* A few tries at least: this process may have been the slow one. */
+		if (tries >= 10 && mono_ms() > deadline) {
 			if (magic_unset(hdr))
 				snprintf(why, len, "is empty or incomplete (its process died creating it?)");
 			else
@@ -440,8 +442,8 @@ static enum read_result read_live(int pid, const struct stat_opts *o, struct liv
 			goto out;
 		}
 		if (hdr->version != LIVE_VERSION) {
-			snprintf(why, len, "format version %" PRIu32 ", but this migrdma reads version %d (a different migrdma release wrote it)",
-				 hdr->version, LIVE_VERSION);
+			snprintf(why, len, "format version %" PRIu32 ", but this migrdma reads version %d"
+				 " (a different migrdma release wrote it)", hdr->version, LIVE_VERSION);
 			ret = READ_BAD;
 			goto out;
 		}
@@ -452,7 +454,7 @@ static enum read_result read_live(int pid, const struct stat_opts *o, struct liv
 			goto out;
 		}
 
-		s1 = __atomic_load_n(&hdr->seq, __ATOMIC_RELAXED);
+		s1 = hdr->seq;
 		if (s1 & 1)
 			continue;
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);

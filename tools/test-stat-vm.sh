@@ -9,7 +9,8 @@
 #      share > 0.9 and a throughput > 0;
 #   2. for the receiver: one server connection with bytes in > 0;
 #   3. without PID: both processes;
-# each retried while the connection is still being set up.  Then the
+# each retried while the connection is still being set up, all three at
+# once.  Then the
 # transfer must have completed and verified, and the exited sender's file
 # must be gone, so that stat says it is not running.
 #
@@ -55,7 +56,7 @@ fail() {
 
 dir=$(mktemp -d /tmp/stat-vm.XXXXXX)
 out=$dir/out err=$dir/err
-rpid= spid=
+rpid= spid= rc=
 cleanup() {
 	[ -z "$spid" ] || kill "$spid" 2>/dev/null || true
 	[ -z "$rpid" ] || kill "$rpid" 2>/dev/null || true
@@ -82,11 +83,13 @@ sys.exit(0 if eval(sys.argv[3]) else 1)
 EOF
 }
 
-# poll WHAT PID PYTHON STAT_ARGS...: run "migrdma stat STAT_ARGS" until its
-# JSON satisfies PYTHON, while process PID runs (at most 40 tries).
+# poll NAME WHAT PID PYTHON STAT_ARGS...: run "migrdma stat STAT_ARGS" until
+# its JSON satisfies PYTHON, while process PID runs (at most 40 tries).  The
+# polls run side by side, so each uses its own files, $dir/NAME.*, and
+# reports by its exit status.
 poll() {
-	_what=$1 _pid=$2 _cond=$3
-	shift 3
+	out=$dir/$1.out err=$dir/$1.err _what=$2 _pid=$3 _cond=$4
+	shift 4
 	_try=0
 	while [ "$_try" -lt 40 ] && alive "$_pid"; do
 		_try=$((_try + 1))
@@ -99,8 +102,9 @@ poll() {
 		fi
 		sleep 0.1
 	done
-	fail "$_what: not seen in $_try tries; the last one (exit $rc):"
+	fail "$_what: not seen in $_try tries; the last one (exit ${rc:-none}):"
 	show
+	return 1
 }
 
 echo "== a $mib MiB qstream transfer over $addr:$port, preloaded"
@@ -117,18 +121,29 @@ LD_PRELOAD=$lib MIGRDMA_TARGETS=$addr:$port \
 spid=$!
 echo "receiver $rpid, sender $spid"
 
-echo "== 1. the sender"
-poll "sender: one client connection, bytes out > 0, zero-copy share > 0.9, throughput > 0" "$spid" \
+# The three checks at once: the transfer lasts only a few seconds.
+poll sender "1. sender: one client connection, bytes out > 0, zero-copy share > 0.9, throughput > 0" \
+	"$spid" \
 	'p and len(p["connections"]) == 1 and p["connections"][0]["role"] == "client" and p["connections"][0]["bytes_out"] > 0 and p["connections"][0]["zerocopy_share"] > 0.9 and (p["connections"][0]["out_mb_s"] or 0) > 0' \
-	"$spid" --once --json -i 0.5
-echo "== 2. the receiver"
-poll "receiver: one server connection, bytes in > 0" "$rpid" \
+	"$spid" --once --json -i 0.5 >"$dir/sender.log" 2>&1 &
+p1=$!
+poll receiver "2. receiver: one server connection, bytes in > 0" "$rpid" \
 	'p and len(p["connections"]) == 1 and p["connections"][0]["role"] == "server" and p["connections"][0]["bytes_in"] > 0' \
-	"$rpid" --once --json -i 0.3
-echo "== 3. every process"
-poll "without PID: the sender and the receiver" "$spid" \
-	"p and any(q['pid'] == $rpid for q in r['processes'])" \
-	--once --json -i 0.3
+	"$rpid" --once --json -i 0.3 >"$dir/receiver.log" 2>&1 &
+p2=$!
+poll all "3. without PID: the sender and the receiver" "$spid" \
+	"p and any(q['pid'] == $rpid and q['connections'] for q in r['processes'])" \
+	--once --json -i 0.3 >"$dir/all.log" 2>&1 &
+p3=$!
+for name in sender receiver all; do
+	case $name in
+	sender) p=$p1 ;;
+	receiver) p=$p2 ;;
+	all) p=$p3 ;;
+	esac
+	wait "$p" || failures=$((failures + 1))
+	cat "$dir/$name.log"
+done
 
 echo "== the transfer"
 rc=0

@@ -165,14 +165,18 @@ int main(int argc, char **argv)
 		}
 		if (name[0] == 'c' && sscanf(name, "c%lu.", &n) == 1 && strchr(name, '.')) {
 			member = strchr(name, '.') + 1;
-			if (n >= LIVE_MAX_CONNS || !(fl = lookup(conn_fields, sizeof(conn_fields) / sizeof(conn_fields[0]), member))) {
+			fl = lookup(conn_fields, sizeof(conn_fields) / sizeof(conn_fields[0]), member);
+			if (n >= LIVE_MAX_CONNS || !fl) {
 				fprintf(stderr, "test-stat-writer: unknown field '%s'\n", name);
 				goto unmap;
 			}
 			base = (char *)&f->conns[n];
-		} else if (!(fl = lookup(file_fields, sizeof(file_fields) / sizeof(file_fields[0]), name))) {
-			fprintf(stderr, "test-stat-writer: unknown field '%s'\n", name);
-			goto unmap;
+		} else {
+			fl = lookup(file_fields, sizeof(file_fields) / sizeof(file_fields[0]), name);
+			if (!fl) {
+				fprintf(stderr, "test-stat-writer: unknown field '%s'\n", name);
+				goto unmap;
+			}
 		}
 		if (set_field(base, fl, eq + 1) < 0) {
 			fprintf(stderr, "test-stat-writer: bad value in '%s'\n", argv[i]);

@@ -163,11 +163,11 @@ check_json "a time and the interval" \
 
 echo "== the table"
 # A writer refreshing updated_ms as the library does, counters unchanged.
-(while :; do "$writer" "$file" updated_ms=now; sleep 0.05; done) &
+(while [ ! -e "$tmp/stop" ]; do "$writer" "$file" updated_ms=now; sleep 0.05; done) &
 refresher=$!
 run "$tool" stat "$sleeper" -n 2 -i 0.2
-kill "$refresher"
-wait "$refresher" 2>/dev/null || true
+: >"$tmp/stop"
+wait "$refresher" || true
 if [ "$rc" -eq 0 ] && [ "$(grep -c '^migrdma stat  [0-9-]* [0-9:]*  every 0.2 s: 1 process, 3 connections$' "$out")" -eq 2 ] &&
 	grep -q '^ *PID CONN ROLE .*LOCAL .*PEER .*STATE .*OUT MB/s  IN MB/s .*0-COPY  REGS  PINNED NOW/PEAK$' "$out" &&
 	! grep -q "$(printf '\033')" "$out"; then
