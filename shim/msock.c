@@ -643,76 +643,72 @@ int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int
 	}
 }
 
-ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int flags)
+/* What stops any read or write on ms before it starts, as an errno; 0 if nothing. */
+static int io_refused(const struct msock *ms, int iovcnt)
 {
-	bool nonblock;
-	ssize_t ret;
+	if (ms->forked_away)
+		return EBADF;
+	if (ms->is_listener)
+		return ENOTCONN;
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return EINVAL;
+	return 0;
+}
 
-	if (ms->forked_away) {
-		errno = EBADF;
-		return -1;
-	}
-	if (ms->is_listener) {
-		errno = ENOTCONN;
-		return -1;
-	}
-	if (flags & MSG_OOB) {
-		errno = EOPNOTSUPP;
-		return -1;
-	}
-	if (iovcnt < 0 || iovcnt > IOV_MAX) {
-		errno = EINVAL;
-		return -1;
-	}
-	nonblock = __atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE) || (flags & MSG_DONTWAIT);
-	ret = rt_send(ms->conn, iov, iovcnt,
-		      nonblock ? 0 : __atomic_load_n(&ms->snd_timeout_ms, __ATOMIC_ACQUIRE));
+/* The transport's timeout for one call: 0 non-blocking, else SO_*TIMEO or -1. */
+static int io_timeout(const struct msock *ms, int flags, const int *timeo_ms)
+{
+	if (__atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE) || (flags & MSG_DONTWAIT))
+		return 0;
+	return __atomic_load_n(timeo_ms, __ATOMIC_ACQUIRE);
+}
+
+static ssize_t io_result(ssize_t ret)
+{
 	if (ret >= 0)
 		return ret;
-	if (ret == -EPIPE && !(flags & MSG_NOSIGNAL))
-		pthread_kill(pthread_self(), SIGPIPE);
 	errno = (int)-ret;
 	return -1;
 }
 
+ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int flags)
+{
+	int err = io_refused(ms, iovcnt);
+	ssize_t ret;
+
+	if (!err && (flags & MSG_OOB))
+		err = EOPNOTSUPP;
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	ret = rt_send(ms->conn, iov, iovcnt, io_timeout(ms, flags, &ms->snd_timeout_ms));
+	/* TCP raises SIGPIPE for a write to a closed stream unless told not to. */
+	if (ret == -EPIPE && !(flags & MSG_NOSIGNAL))
+		pthread_kill(pthread_self(), SIGPIPE);
+	return io_result(ret);
+}
+
 ssize_t shim_recv(struct msock *ms, const struct iovec *iov, int iovcnt, int flags)
 {
-	bool nonblock;
-	ssize_t ret;
+	int err = io_refused(ms, iovcnt);
 	int rflags = 0;
 
-	if (ms->forked_away) {
-		errno = EBADF;
-		return -1;
-	}
-	if (ms->is_listener) {
-		errno = ENOTCONN;
-		return -1;
-	}
-	if (flags & MSG_OOB) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (flags & MSG_ERRQUEUE) {
-		/* No zero-copy completions are ever queued here. */
-		errno = EAGAIN;
-		return -1;
-	}
-	if (iovcnt < 0 || iovcnt > IOV_MAX) {
-		errno = EINVAL;
+	if (!err && (flags & MSG_OOB))
+		err = EINVAL;
+	/* No zero-copy completions are ever queued here. */
+	if (!err && (flags & MSG_ERRQUEUE))
+		err = EAGAIN;
+	if (err) {
+		errno = err;
 		return -1;
 	}
 	if (flags & MSG_PEEK)
 		rflags |= RT_RECV_PEEK;
 	if (flags & MSG_WAITALL)
 		rflags |= RT_RECV_WAITALL;
-	nonblock = __atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE) || (flags & MSG_DONTWAIT);
-	ret = rt_recv(ms->conn, iov, iovcnt, rflags,
-		      nonblock ? 0 : __atomic_load_n(&ms->rcv_timeout_ms, __ATOMIC_ACQUIRE));
-	if (ret >= 0)
-		return ret;
-	errno = (int)-ret;
-	return -1;
+	return io_result(rt_recv(ms->conn, iov, iovcnt, rflags,
+				 io_timeout(ms, flags, &ms->rcv_timeout_ms)));
 }
 
 int shim_shutdown(struct msock *ms, int how)
