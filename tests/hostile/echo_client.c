@@ -167,7 +167,8 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 4) {
-		fprintf(stderr, "usage: hostile_echo ADDR PORT LABEL [--bytes N] [--stop-file F] [--pace-ms MS]\n");
+		fprintf(stderr, "usage: hostile_echo ADDR PORT LABEL [--bytes N] [--stop-file F]"
+				" [--pace-ms MS]\n");
 		return 2;
 	}
 	label = argv[3];

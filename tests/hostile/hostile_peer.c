@@ -23,11 +23,18 @@
  * migrdma reject reason in the private data.
  *
  * RDMA WRITE scenarios target memory outside the victim's advertised ring
- * and must end in a remote access error on our side.
+ * and must end in a remote access error on our side.  rdma_write_cross_conn
+ * opens two connections and writes from the first into the second's ring,
+ * which must fail the same way.
+ *
+ * conn_flood opens 16 valid connections to a listener whose program never
+ * accepts (hostile_victim --idle-port) and wants some of them refused.  With
+ * HOSTILE_VICTIM_PID set it reports the victim's VmPin before and after.
  *
  * `list` prints one line per scenario: NAME KIND EXPECT, where KIND is
- * hello, msg or write, and EXPECT is the text the victim's log must hold
- * ("-" when the victim may stay silent), with spaces as '_'.
+ * hello, msg, write, cross or flood, and EXPECT (the rest of the line) is
+ * the text the victim's log must hold, alternatives separated by '|' ("-"
+ * when the victim may stay silent).
  *
  * Prints "hostile: SCENARIO: ok: ..." and exits 0, or "hostile: SCENARIO:
  * FAIL: ..." and exits 1; 2 for usage errors.
@@ -643,7 +650,7 @@ static bool closed(struct peer *p)
 /* scenarios                                                           */
 /* ------------------------------------------------------------------ */
 
-enum kind { K_HELLO, K_MSG, K_WRITE };
+enum kind { K_HELLO, K_MSG, K_WRITE, K_CROSS, K_FLOOD };
 
 struct scenario {
 	const char *name;
@@ -980,8 +987,9 @@ static void h_no_pdata(uint8_t *pdata, uint8_t *len)
 #define MALFORMED "malformed message from the peer, closing the connection: "
 
 static const struct scenario scenarios[] = {
-	{ "hello_bad_magic", K_HELLO, "malformed connection request", .reject = WIRE_REJECT_MALFORMED,
-	  .hello = h_bad_magic, .desc = "hello with a wrong magic" },
+	{ "hello_bad_magic", K_HELLO, "malformed connection request",
+	  .reject = WIRE_REJECT_MALFORMED, .hello = h_bad_magic,
+	  .desc = "hello with a wrong magic" },
 	{ "hello_bad_version", K_HELLO, "incompatible migrdma protocol version",
 	  .reject = WIRE_REJECT_VERSION, .hello = h_bad_version, .desc = "hello of version 2" },
 	{ "hello_ring_not_pow2", K_HELLO, "malformed connection request",
@@ -1001,7 +1009,8 @@ static const struct scenario scenarios[] = {
 	{ "hello_no_pdata", K_HELLO, "malformed connection request",
 	  .reject = WIRE_REJECT_MALFORMED, .hello = h_no_pdata, .desc = "no private data" },
 	{ "hello_auth_flag", K_HELLO, "which this side has not set", .reject = WIRE_REJECT_POLICY,
-	  .hello = h_auth_flag, .desc = "asks for MIGRDMA_SECRET authentication the listener lacks" },
+	  .hello = h_auth_flag,
+	  .desc = "asks for MIGRDMA_SECRET authentication the listener lacks" },
 
 	{ "msg_bad_version", K_MSG, MALFORMED "unknown message version",
 	  .attack = a_bad_version, .desc = "message header of version 2" },
@@ -1035,7 +1044,9 @@ static const struct scenario scenarios[] = {
 	{ "data_over_credits", K_MSG, MALFORMED "more DATA messages than credits",
 	  .stall = true, .attack = a_over_credits,
 	  .desc = "credits + 4 DATA messages while the program does not read" },
-	{ "msg_too_long", K_MSG, "local length error", .attack = a_too_long,
+	/* rxe completes the receive with "local QP operation error". */
+	{ "msg_too_long", K_MSG, "local length error|local QP operation error",
+	  .attack = a_too_long,
 	  .desc = "a SEND one byte longer than the victim's msg_size" },
 	{ "ctrl_with_data", K_MSG, MALFORMED "control message carries data",
 	  .attack = a_ctrl_data, .desc = "CREDIT with 8 inline bytes" },
@@ -1056,13 +1067,29 @@ static const struct scenario scenarios[] = {
 	  .desc = "RDMA WRITE of 4 KiB just before the ring" },
 	{ "rdma_write_bad_rkey", K_WRITE, NULL, .attack = a_write_bad_rkey,
 	  .desc = "RDMA WRITE into the ring with a wrong rkey" },
+	{ "rdma_write_cross_conn", K_CROSS, NULL,
+	  .desc = "two connections; RDMA WRITE from the first into the second's ring" },
+	{ "conn_flood", K_FLOOD, NULL,
+	  .desc = "16 valid connections to a listener whose program never accepts" },
 };
 
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 
 static const char *kind_name(enum kind k)
 {
-	return k == K_HELLO ? "hello" : k == K_MSG ? "msg" : "write";
+	switch (k) {
+	case K_HELLO:
+		return "hello";
+	case K_MSG:
+		return "msg";
+	case K_WRITE:
+		return "write";
+	case K_CROSS:
+		return "cross";
+	case K_FLOOD:
+		return "flood";
+	}
+	return "?";
 }
 
 static int run_hello(const struct scenario *s, const char *addr, const char *port)
@@ -1131,7 +1158,7 @@ static int run_attack(const struct scenario *s, const char *addr, const char *po
 	s->attack(&p);
 	if (s->kind == K_WRITE) {
 		if (!pump_until(&p, timeout_s * 1000, closed))
-			fail("the WRITE neither completed with an error nor ended the connection in %d s",
+			fail("the WRITE neither failed nor ended the connection in %d s",
 			     timeout_s);
 		dt = now_s() - t0;
 		if (p.send_err != IBV_WC_REM_ACCESS_ERR)
@@ -1153,6 +1180,133 @@ static int run_attack(const struct scenario *s, const char *addr, const char *po
 	return 0;
 }
 
+/*
+ * Connection a writes into connection b's ring, at the offset b's next
+ * ring bytes would go; b then announces those bytes without writing them.
+ * A victim that keeps connections apart refuses a's WRITE (remote access
+ * error); otherwise the victim hands a's bytes to b's reader.
+ */
+static int run_cross(const char *addr, const char *port, int timeout_s)
+{
+	struct peer a = { 0 }, b = { 0 };
+	uint32_t off, seg = wire_seg_encode(4096, 1), i;
+	struct wire_hdr h;
+	char line[96];
+
+	peer_establish(&a, addr, port);
+	peer_establish(&b, addr, port);
+	snprintf(line, sizeof(line), "HOSTILE %s a\n", scen_name);
+	send_inline(&a, line, (uint32_t)strlen(line));
+	wait_echo(&a);
+	snprintf(line, sizeof(line), "HOSTILE %s b\n", scen_name);
+	send_inline(&b, line, (uint32_t)strlen(line));
+	wait_echo(&b);
+	info("ring of connection a: rkey %#x addr %#llx; of b: rkey %#x addr %#llx",
+	     a.v.ring_rkey, (unsigned long long)a.v.ring_addr, b.v.ring_rkey,
+	     (unsigned long long)b.v.ring_addr);
+
+	off = (uint32_t)(b.tx_pos & (b.v.ring_size - 1));
+	for (i = 0; i < 4096; i++)
+		a.big[i] = pattern(b.tx_len + i);
+	rdma_write(&a, b.v.ring_addr + off, b.v.ring_rkey, 4096);
+	if (!pump_until(&a, timeout_s * 1000, big_free))
+		fail("the cross-connection WRITE did not complete in %d s", timeout_s);
+	if (a.send_err == IBV_WC_REM_ACCESS_ERR) {
+		ok("the WRITE from connection a into b's ring failed with a remote access error");
+		peer_destroy(&a);
+		peer_destroy(&b);
+		return 0;
+	}
+	if (a.send_err)
+		fail("the WRITE ended with '%s', want remote access error", wc_str(a.send_err));
+
+	/* It landed: show that the victim delivers it as b's stream. */
+	hdr_init(&h, WIRE_OP_DATA);
+	h.nseg = 1;
+	h.ring_len = 4096;
+	send_msg(&b, &h, NULL, 0, &seg, 1, 0);
+	memcpy(b.tx + b.tx_len, a.big, 4096);
+	b.tx_len += 4096;
+	b.tx_pos += 4096;
+	wait_echo(&b);
+	fail("connection a wrote 4096 bytes into connection b's ring (rkey %#x) and the "
+	     "victim delivered them to b's reader: rings of different connections share "
+	     "one protection domain", b.v.ring_rkey);
+}
+
+static long vm_pinned_kib(void)
+{
+	const char *pid = getenv("HOSTILE_VICTIM_PID");
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	if (!pid)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%s/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPin: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+#define FLOOD_N 16
+
+/*
+ * Valid connections that the victim program never accepts.  A listener
+ * should bound what such connections cost (listen backlog); each one that
+ * is ESTABLISHED holds a ring, buffers and a queue pair in the victim.
+ */
+static int run_flood(const char *addr, const char *port)
+{
+	struct peer *p = calloc(FLOOD_N, sizeof(*p));
+	uint8_t pdata[WIRE_HELLO_LEN];
+	unsigned est = 0, rej = 0, other = 0, i;
+	long pin0 = vm_pinned_kib(), pin1, pin2;
+	struct wire_hello h;
+	char pins[160] = "";
+	struct cm_ev ev;
+
+	if (!p)
+		fail("out of memory");
+	for (i = 0; i < FLOOD_N; i++) {
+		peer_resolve(&p[i], addr, port);
+		our_hello(&p[i], &h);
+		wire_hello_encode(&h, pdata);
+		peer_connect(&p[i], pdata, sizeof(pdata), &ev);
+		if (ev.type == RDMA_CM_EVENT_ESTABLISHED) {
+			p[i].established = true;
+			est++;
+		} else if (ev.type == RDMA_CM_EVENT_REJECTED) {
+			rej++;
+		} else {
+			other++;
+		}
+	}
+	usleep(500 * 1000);
+	pin1 = vm_pinned_kib();
+	for (i = 0; i < FLOOD_N; i++)
+		peer_destroy(&p[i]);
+	free(p);
+	/* The victim's timers run every 100 ms; give them ample time. */
+	sleep(2);
+	pin2 = vm_pinned_kib();
+	if (pin0 >= 0 && pin1 >= 0 && pin2 >= 0)
+		snprintf(pins, sizeof(pins),
+			 "; victim VmPin %ld KiB before, %ld KiB with the connections open, "
+			 "%ld KiB 2 s after they closed", pin0, pin1, pin2);
+	if (!rej)
+		fail("all %u connections were established (%u other answers) although the "
+		     "program accepts none: the listen backlog is not enforced%s", est, other,
+		     pins);
+	ok("%u established, %u refused, %u other answers%s", est, rej, other, pins);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: hostile_peer list\n"
@@ -1168,18 +1322,9 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 2 && !strcmp(argv[1], "list")) {
-		for (i = 0; i < NSCEN; i++) {
-			char expect[128];
-			char *c;
-
-			snprintf(expect, sizeof(expect), "%s",
-				 scenarios[i].expect ? scenarios[i].expect : "-");
-			for (c = expect; *c; c++)
-				if (*c == ' ')
-					*c = '_';
+		for (i = 0; i < NSCEN; i++)
 			printf("%s %s %s\n", scenarios[i].name, kind_name(scenarios[i].kind),
-			       expect);
-		}
+			       scenarios[i].expect ? scenarios[i].expect : "-");
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "describe")) {
@@ -1208,5 +1353,9 @@ int main(int argc, char **argv)
 	info("%s", s->desc);
 	if (s->kind == K_HELLO)
 		return run_hello(s, argv[1], argv[2]);
+	if (s->kind == K_CROSS)
+		return run_cross(argv[1], argv[2], timeout_s);
+	if (s->kind == K_FLOOD)
+		return run_flood(argv[1], argv[2]);
 	return run_attack(s, argv[1], argv[2], timeout_s);
 }

@@ -3,7 +3,7 @@
  * hostile_victim: the program hostile_peer attacks.  Run it under
  * LD_PRELOAD=libmigrdma.so with a MIGRDMA_TARGETS rule for PORT:
  *
- *   hostile_victim PORT [SOCKCHECK_PORT SOCKCHECK_CASE]
+ *   hostile_victim PORT [--idle-port IPORT] [--sockcheck SCPORT CASE]
  *
  * It listens on 0.0.0.0:PORT and echoes every byte of every connection
  * back, one thread per connection.  The first line a peer sends is its
@@ -16,9 +16,12 @@
  *   victim: conn N accepted: LABEL
  *   victim: conn N ended: eof|error (ERRNO TEXT) in=BYTES out=BYTES: LABEL
  *
- * SIGUSR1 runs the server half of sockcheck case SOCKCHECK_CASE (eof,
- * mixed_calls, bidir, many_conns, shutdown_wakes) on a fresh listener on
- * SOCKCHECK_PORT, inside this process, next to the echo connections, and
+ * --idle-port opens a second listener, with a backlog of 4, that is never
+ * accepted from (the target of hostile_peer's conn_flood).
+ *
+ * SIGUSR1 runs the server half of sockcheck case CASE (eof, mixed_calls,
+ * bidir, many_conns, shutdown_wakes) on a fresh listener on SCPORT,
+ * inside this process, next to the echo connections, and
  * prints sockcheck's PASS line (a FAIL ends the process with status 1).
  * SIGTERM or SIGINT prints "victim: exiting: ..." and exits 0.
  */
@@ -196,7 +199,8 @@ static void *signal_thread(void *arg)
 			continue;
 		}
 		if (sig == SIGTERM || sig == SIGINT) {
-			printf("victim: exiting: %lu connections, %lu ended by EOF, %lu by an error\n",
+			printf("victim: exiting: %lu connections, %lu ended by EOF, %lu by an "
+			       "error\n",
 			       __atomic_load_n(&n_conns, __ATOMIC_RELAXED),
 			       __atomic_load_n(&n_eof, __ATOMIC_RELAXED),
 			       __atomic_load_n(&n_errors, __ATOMIC_RELAXED));
@@ -207,26 +211,65 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+static _Noreturn void usage(void)
+{
+	fprintf(stderr, "usage: hostile_victim PORT [--idle-port IPORT]"
+			" [--sockcheck SCPORT CASE]\n");
+	exit(2);
+}
+
+static uint16_t parse_port(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (*end || v <= 0 || v > 65535)
+		usage();
+	return (uint16_t)v;
+}
+
+static int listen_on(uint16_t port, int backlog)
+{
+	struct sockaddr_in sin;
+	int fd, one = 1;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0) {
+		perror("socket");
+		exit(1);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, backlog)) {
+		perror("bind/listen");
+		exit(1);
+	}
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	static sigset_t set;
-	struct sockaddr_in sin;
 	pthread_attr_t attr;
+	uint16_t port, idle_port = 0;
 	pthread_t t;
-	int lfd, one = 1;
-	long port;
+	int lfd, i;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc != 2 && argc != 4) {
-		fprintf(stderr, "usage: hostile_victim PORT [SOCKCHECK_PORT SOCKCHECK_CASE]\n");
-		return 2;
-	}
-	port = strtol(argv[1], NULL, 10);
-	if (port <= 0 || port > 65535)
-		return 2;
-	if (argc == 4) {
-		sc_port = (uint16_t)strtol(argv[2], NULL, 10);
-		sc_case = argv[3];
+	if (argc < 2)
+		usage();
+	port = parse_port(argv[1]);
+	for (i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--idle-port") && i + 1 < argc) {
+			idle_port = parse_port(argv[++i]);
+		} else if (!strcmp(argv[i], "--sockcheck") && i + 2 < argc) {
+			sc_port = parse_port(argv[++i]);
+			sc_case = argv[++i];
+		} else {
+			usage();
+		}
 	}
 
 	/* Every thread inherits the mask; only signal_thread takes these. */
@@ -241,20 +284,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (lfd < 0) {
-		perror("socket");
-		return 1;
+	lfd = listen_on(port, 64);
+	if (idle_port) {
+		listen_on(idle_port, 4);
+		printf("victim: idle listener (backlog 4, never accepted) on %u\n", idle_port);
 	}
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 64)) {
-		perror("bind/listen");
-		return 1;
-	}
-	printf("victim: listening on %ld\n", port);
+	printf("victim: listening on %u\n", port);
 
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

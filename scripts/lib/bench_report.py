@@ -1,0 +1,348 @@
+"""bench_report: the report of scripts/bench-migration.
+
+Reads the per-run results a benchmark left in DIR/runs/ (each
+scripts/migrate --json file plus the driver's own .run.json next to it)
+and DIR/bench-meta.json, and writes:
+
+  DIR/migration-bench.json  medians, per-round ratios, targets, every run
+  DIR/migration-bench.md    the same as Markdown tables
+  DIR/migration-bench.png   gnuplot chart of the medians and every round
+                            (needs the gnuplot-nox package)
+
+Run it again by hand with "scripts/bench-migration --report-only --out DIR".
+python3 stdlib only; gnuplot is called as a program.
+"""
+
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+
+# The five ways, in the order the issue lists them; also the column order.
+TRANSPORTS = ["null", "tcp", "qemu-rdma", "rsockets", "migrdma"]
+LABELS = {
+    "null": "null sink (exec:cat > /dev/null)",
+    "tcp": "TCP",
+    "qemu-rdma": "QEMU native rdma:",
+    "rsockets": "librspreload (rsockets)",
+    "migrdma": "libmigrdma",
+}
+SHORT = {"null": "null sink", "tcp": "TCP", "qemu-rdma": "QEMU rdma:",
+         "rsockets": "rsockets", "migrdma": "libmigrdma"}
+
+# The targets of the issue, as medians over rounds of per-round ratios.
+TARGETS = [
+    # key, numerator, denominator, metric, limit, text
+    ("time_vs_null", "migrdma", "null", "total_time_ms", 1.10,
+     "libmigrdma total time <= 1.10 x null sink"),
+    ("time_vs_qemu_rdma", "migrdma", "qemu-rdma", "total_time_ms", 0.90,
+     "libmigrdma total time <= 0.90 x QEMU native rdma:"),
+    ("downtime_vs_qemu_rdma", "migrdma", "qemu-rdma", "downtime_ms", 1.00,
+     "libmigrdma downtime <= QEMU native rdma: downtime"),
+]
+
+# Per-run numbers whose medians are reported: JSON key -> metric name.
+METRICS = {
+    "total_time_ms": "total_time_ms",
+    "downtime_ms": "downtime_ms",
+    "src_cpu_s": "src_cpu_s",
+    "src_cpu_s_vcpu": "src_cpu_s_vcpu",
+    "roce_pkts": "roce_pkts_total",
+    "tcp_segs": "tcp_segs_total",
+    "throughput_mbit_s": "throughput_mbit_s",
+    "dirty_sync_count": "dirty_sync_count",
+}
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def load_runs(out):
+    """Every run the driver started: {"round", "transport", ...} merged
+    with scripts/migrate's JSON (absent when migrate never wrote one)."""
+    runs = []
+    for meta_path in sorted(glob.glob(os.path.join(out, "runs", "r*-*.run.json"))):
+        drv = _load(meta_path)
+        if not drv:
+            continue
+        res = _load(meta_path[:-len(".run.json")] + ".json") or {}
+        run = {"round": drv["round"], "transport": drv["transport"],
+               "position": drv.get("position"), "rc": drv.get("rc"),
+               "wall_s": drv.get("wall_s"), "driver_note": drv.get("note")}
+        for name, key in METRICS.items():
+            run[name] = res.get(key)
+        run["status"] = res.get("status")
+        run["ram_identical"] = res.get("ram_identical")
+        run["carried_over"] = res.get("carried_over")
+        run["zerocopy_share"] = res.get("zerocopy_share")
+        run["passed"] = res.get("passed")
+        run["failed_checks"] = [c["name"] for c in res.get("checks", []) if not c.get("ok")]
+        run["error"] = res.get("error") or res.get("migration_timeout") or res.get("error_desc")
+        # Usable for the numbers: the migration completed and, where there
+        # is a destination, delivered identical RAM.  A failed side check
+        # (e.g. "pages sent again" when a small guest converges at once)
+        # does not void the timing, but is listed.
+        run["valid"] = run["status"] == "completed" and run["ram_identical"] is not False
+        runs.append(run)
+    runs.sort(key=lambda r: (r["round"], r["position"] if r["position"] is not None else 99))
+    return runs
+
+
+def summarize(runs):
+    per = {}
+    for t in TRANSPORTS:
+        mine = [r for r in runs if r["transport"] == t]
+        if not mine:
+            continue
+        ok = [r for r in mine if r["valid"]]
+        s = {"runs": len(mine), "valid_runs": len(ok)}
+        for name in METRICS:
+            s[name] = _median(r[name] for r in ok)
+        dest = [r["ram_identical"] for r in mine if r["ram_identical"] is not None]
+        s["ram_identical"] = f"{sum(1 for x in dest if x)}/{len(dest)}" if dest else "n/a"
+        s["carried_over"] = sorted({r["carried_over"] for r in ok if r["carried_over"]})
+        s["failures"] = [{"round": r["round"], "status": r["status"], "rc": r["rc"],
+                          "error": r["error"] or r["driver_note"],
+                          "failed_checks": r["failed_checks"]}
+                         for r in mine if not r["valid"] or r["failed_checks"]]
+        per[t] = s
+    return per
+
+
+def ratios(runs):
+    """Per-round ratios of the targets (only rounds where both runs are
+    valid), their medians, and whether each target is met."""
+    by = {(r["round"], r["transport"]): r for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+    out = {}
+    for key, num, den, metric, limit, text in TARGETS:
+        per_round = []
+        for n in rounds:
+            a, b = by.get((n, num)), by.get((n, den))
+            if not (a and b and a["valid"] and b["valid"]):
+                continue
+            if a[metric] is None or not b[metric]:
+                continue
+            per_round.append({"round": n, num: a[metric], den: b[metric],
+                              "ratio": round(a[metric] / b[metric], 3)})
+        med = _median(x["ratio"] for x in per_round)
+        out[key] = {"target": text, "limit": limit, "metric": metric,
+                    "per_round": per_round, "median": med,
+                    "met": (med <= limit) if med is not None else None}
+    return out
+
+
+# --- Markdown ---------------------------------------------------------------------------
+def _fmt(v, nd=0):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and nd:
+        return f"{v:.{nd}f}"
+    if isinstance(v, float):
+        return f"{v:.0f}"
+    return str(v)
+
+
+def _table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(rep):
+    m = rep["meta"]
+    per, rat = rep["transports"], rep["targets"]
+    host = m.get("host", {})
+    la = host.get("loadavg_samples") or []
+    parts = [f"# Migration benchmark: {m.get('size_mib')} MiB {m.get('guest')} guest, "
+             f"topology {m.get('topology')}, {m.get('rounds')} rounds"]
+    info = [
+        f"- When: {m.get('started')} – {m.get('finished')} "
+        f"(VM run {_fmt(m.get('vm_seconds'))} s, vm-run exit {m.get('vm_rc')})",
+        f"- Host: {host.get('nproc')} CPUs; load average (1/5/15 min) at start "
+        f"{host.get('loadavg_start')}, at end {host.get('loadavg_end')}; "
+        f"1-min samples during the run min/median/max "
+        + (f"{min(la):.2f}/{statistics.median(la):.2f}/{max(la):.2f} ({len(la)} samples)"
+           if la else "–")
+        + f"; other QEMU processes on the host at start: {host.get('other_qemus_start')}",
+        f"- Library: {m.get('lib_copy')} (sha256 {str(m.get('lib_sha256'))[:16]}…, "
+        f"tree {m.get('git_rev')})",
+        f"- Guest: {m.get('guest')} "
+        + ("(dirty.c rewrites a RAM window while it migrates: precopy iterates)"
+           if m.get("guest") == "dirty" else "(source paused: the transport alone)")
+        + f"; one fresh source+destination pair per run; order rotates every round",
+        "- Medians over the valid runs of each transport (completed, RAM identical "
+        "where there is a destination).",
+    ]
+    parts.append("\n".join(info))
+
+    rows = []
+    for t in TRANSPORTS:
+        s = per.get(t)
+        if not s:
+            continue
+        rows.append([LABELS[t], f"{s['valid_runs']}/{s['runs']}",
+                     _fmt(s["total_time_ms"]), _fmt(s["downtime_ms"]),
+                     _fmt(s["src_cpu_s"], 2), _fmt(s["src_cpu_s_vcpu"], 2),
+                     _fmt(s["throughput_mbit_s"], 1), _fmt(s["roce_pkts"]),
+                     _fmt(s["tcp_segs"]), s["ram_identical"],
+                     ",".join(s["carried_over"]) or "–"])
+    parts.append("## Medians\n\n" + _table(
+        ["transport", "valid runs", "total time ms", "downtime ms", "source CPU s",
+         "of it vCPU s", "Mbit/s", "RoCE pkts", "TCP segs", "RAM identical",
+         "carried over"], rows))
+
+    trows = []
+    for key, _n, _d, _m, _l, _t in TARGETS:
+        r = rat[key]
+        per_round = ", ".join(f"r{x['round']}: {x['ratio']:.2f}" for x in r["per_round"]) or "–"
+        verdict = {True: "**met**", False: "**missed**", None: "no data"}[r["met"]]
+        trows.append([r["target"], per_round,
+                      _fmt(r["median"], 3), f"<= {r['limit']:.2f}", verdict])
+    parts.append("## Targets (medians of per-round ratios)\n\n" + _table(
+        ["target", "per-round ratio", "median", "limit", "result"], trows))
+
+    # Every run, round by round, in the order it ran.
+    rrows = []
+    for r in rep["runs"]:
+        if not r["valid"]:
+            note = "FAILED: " + "; ".join(filter(None, [
+                r["error"] or r["driver_note"] or f"status {r['status']}",
+                ", ".join(r["failed_checks"])]))
+        elif r["failed_checks"]:
+            # The numbers count; a side check (e.g. pages re-sent, which a
+            # guest that converges in one pass does not do) did not pass.
+            note = "check failed: " + ", ".join(r["failed_checks"])
+        else:
+            note = ""
+        rrows.append([r["round"], r["position"], SHORT[r["transport"]],
+                      _fmt(r["total_time_ms"]), _fmt(r["downtime_ms"]),
+                      _fmt(r["src_cpu_s"], 2), _fmt(r["dirty_sync_count"]),
+                      _fmt(r["roce_pkts"]), _fmt(r["tcp_segs"]),
+                      {True: "yes", False: "**NO**", None: "–"}[r["ram_identical"]],
+                      _fmt(r["wall_s"]), note])
+    parts.append("## Every run\n\n" + _table(
+        ["round", "#", "transport", "total ms", "downtime ms", "source CPU s", "syncs",
+         "RoCE pkts", "TCP segs", "RAM identical", "run s", "note"], rrows))
+
+    notes = ["- Source CPU s: utime+stime of all the source QEMU's threads between "
+             "`migrate` and completion (/proc/PID/stat)."
+             + (" With the dirty guest it includes the vCPU thread, which spins for "
+                "as long as the migration lasts; the vCPU column shows that share."
+                if m.get("guest") == "dirty" else ""),
+             "- RoCE pkts: rxe `sent_pkts` summed over the devices; TCP segs: "
+             "`TcpOutSegs` (one system-wide counter in the VM, see scripts/VM.md).",
+             "- Under TCG the source QEMU is the bottleneck, so the null sink is the "
+             "floor every transport is compared with (FACTS.md §3)."]
+    rs = per.get("rsockets")
+    if rs and "tcp" in rs["carried_over"]:
+        notes.append("- librspreload: the counters show the stream went over **TCP**, "
+                     "not RDMA (0 RoCE packets): rsockets does not divert QEMU 7.2's "
+                     "socket, so its row is a second TCP measurement.")
+    if m.get("topology_note"):
+        notes.append("- " + m["topology_note"])
+    if rep.get("chart_error"):
+        notes.append(f"- No chart: {rep['chart_error']}")
+    parts.append("## Notes\n\n" + "\n".join(notes))
+    return "\n\n".join(parts) + "\n"
+
+
+# --- the chart ----------------------------------------------------------------------------
+def chart(out, rep):
+    """Three panels (total time, downtime, source CPU): a bar per transport
+    at its median and a point per round.  Returns an error text or None."""
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        return "gnuplot not found (apt-get install gnuplot-nox)"
+    per = rep["transports"]
+    present = [t for t in TRANSPORTS if t in per]
+    if not present:
+        return "no runs to plot"
+    dat = os.path.join(out, "migration-bench.dat")
+    # Block 0: medians, one line per transport; block 1: every valid run.
+    with open(dat, "w") as f:
+        f.write("# idx label total_s downtime_ms cpu_s\n")
+        for i, t in enumerate(present):
+            s = per[t]
+            vals = [s["total_time_ms"] and s["total_time_ms"] / 1000, s["downtime_ms"],
+                    s["src_cpu_s"]]
+            f.write(f'{i} "{SHORT[t]}" ' + " ".join("NaN" if v is None else f"{v}"
+                                                     for v in vals) + "\n")
+        f.write("\n\n# idx round total_s downtime_ms cpu_s\n")
+        for r in rep["runs"]:
+            if not r["valid"] or r["transport"] not in present:
+                continue
+            i = present.index(r["transport"])
+            vals = [r["total_time_ms"] and r["total_time_ms"] / 1000, r["downtime_ms"],
+                    r["src_cpu_s"]]
+            f.write(f"{i} {r['round']} " + " ".join("NaN" if v is None else f"{v}"
+                                                   for v in vals) + "\n")
+    m = rep["meta"]
+    title = (f"{m.get('size_mib')} MiB {m.get('guest')} guest, topology {m.get('topology')}, "
+             f"{m.get('rounds')} rounds (bars: median, points: rounds)")
+    png = os.path.join(out, "migration-bench.png")
+    # pngcairo draws nicer text; plain png (libgd) is the fallback.
+    term = "pngcairo size 1500,520 font 'Sans,10'"
+    probe = subprocess.run([gnuplot, "-e", "set terminal pngcairo"], capture_output=True,
+                           text=True, timeout=30)
+    if probe.returncode != 0 or "unknown" in probe.stderr.lower():
+        term = "png size 1500,520"
+    # Rounds side by side around the bar's centre.
+    mid = (1 + (m.get("rounds") or 1)) / 2
+    panels = [(3, "total time (s)"), (4, "downtime (ms)"), (5, "source QEMU CPU (s)")]
+    script = [f"set terminal {term}", f"set output '{png}'",
+              f"set multiplot layout 1,3 title \"{title}\"",
+              "set style fill solid 0.6 border -1", "set boxwidth 0.6",
+              "set grid ytics", "set yrange [0:*]", f"set xrange [-0.6:{len(present) - 0.4}]",
+              "set xtics rotate by -20", "unset key"]
+    for col, ylabel in panels:
+        script += [f"set title '{ylabel}'",
+                   f"plot '{dat}' index 0 using 1:{col}:xtic(2) with boxes lc rgb '#4a7ab5', "
+                   f"'' index 0 using 1:{col}:(sprintf('%.{0 if col == 4 else 2}f', ${col})) "
+                   f"with labels offset 0,0.7 font ',9', "
+                   f"'' index 1 using ($1 + 0.12 * ($2 - {mid})):{col} with points pt 7 ps 0.8 "
+                   f"lc rgb '#c03030'"]
+    script.append("unset multiplot")
+    gp = os.path.join(out, "migration-bench.gp")
+    with open(gp, "w") as f:
+        f.write("# written by scripts/lib/bench_report.py; rerun: gnuplot " + gp + "\n")
+        f.write("\n".join(script) + "\n")
+    r = subprocess.run([gnuplot, gp], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 or not os.path.exists(png):
+        return f"gnuplot failed: {r.stderr.strip()[-300:]}"
+    return None
+
+
+def build(out):
+    """Write the three files; return the report (a dict)."""
+    meta = _load(os.path.join(out, "bench-meta.json")) or {}
+    runs = load_runs(out)
+    rep = {"meta": meta, "transports": summarize(runs), "targets": ratios(runs),
+           "runs": runs}
+    # The chart before the Markdown, so that a missing chart is noted in it.
+    png = os.path.join(out, "migration-bench.png")
+    if os.path.exists(png):
+        os.unlink(png)
+    rep["chart_error"] = chart(out, rep)
+    rep["chart"] = None if rep["chart_error"] else png
+    with open(os.path.join(out, "migration-bench.json"), "w") as f:
+        json.dump(rep, f, indent=1, sort_keys=True)
+        f.write("\n")
+    md = markdown(rep)
+    with open(os.path.join(out, "migration-bench.md"), "w") as f:
+        f.write(md)
+    rep["markdown"] = md
+    return rep
+
