@@ -314,6 +314,29 @@ static const char *reject_text(int reason)
 	}
 }
 
+/*
+ * Connections being set up or waiting for accept() on l.  Each pins its
+ * ring and buffers, so like TCP's backlog this bounds what a peer can make
+ * a listener hold before the program accepts anything.
+ */
+static bool listener_full(struct rt_listener *l)
+{
+	/*
+	 * Twice the backlog plus a little: a refused peer fails at once
+	 * (TCP's would retry a dropped SYN), so leave room for QEMU, whose
+	 * multifd opens channels+1 connections to a listen(channels) socket.
+	 */
+	unsigned used = 0, limit = 2 * (l->backlog > 0 ? (unsigned)l->backlog : 1) + 4;
+	struct rt_conn *c;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (c = rt_g.conns; c; c = c->next_all)
+		if (c->listener == l && !c->owner_gone)
+			used++;
+	pthread_mutex_unlock(&rt_g.lock);
+	return used >= limit;
+}
+
 /* Returns true when the event's id must be destroyed after the ack. */
 static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *ev)
 {
@@ -352,6 +375,11 @@ static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *
 	ret = l->shut;
 	pthread_mutex_unlock(&l->lock);
 	if (ret) {
+		reject(id, WIRE_REJECT_RESOURCES);
+		return true;
+	}
+	if (listener_full(l)) {
+		log_warn(0, "refused an RDMA connection from %s: the listen backlog is full", from);
 		reject(id, WIRE_REJECT_RESOURCES);
 		return true;
 	}

@@ -71,7 +71,7 @@ static struct ibv_mr *map_and_register(struct rt_conn *c, uint8_t **buf, size_t 
 		log_error(c->id, "cannot allocate %zu bytes for the %s: %m", len, what);
 		return NULL;
 	}
-	mr = ibv_reg_mr(c->dev->pd, *buf, len, access);
+	mr = ibv_reg_mr(c->pd, *buf, len, access);
 	if (!mr) {
 		log_registration_failure(c, what, len);
 		munmap(*buf, len);
@@ -103,6 +103,12 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	c->ring_size = (uint32_t)rt_g.opts.ring_size;
 	send_wr = RT_TX_SLOTS * (RT_MAX_WR_PER_MSG + 1) + RT_CTRL_SLOTS;
 
+	c->pd = ibv_alloc_pd(id->verbs);
+	if (!c->pd)
+		goto fail_errno;
+	c->regcache = rt_regcache_create(c->pd);
+	if (!c->regcache)
+		goto fail_errno;
 	c->chan = ibv_create_comp_channel(id->verbs);
 	if (!c->chan)
 		goto fail_errno;
@@ -123,10 +129,10 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	qa.cap.max_send_sge = c->max_sge;
 	qa.cap.max_recv_sge = 1;
 	qa.cap.max_inline_data = RT_CTRL_BUF;
-	if (rdma_create_qp(id, c->dev->pd, &qa)) {
+	if (rdma_create_qp(id, c->pd, &qa)) {
 		/* Inline data is an optimisation some devices lack. */
 		qa.cap.max_inline_data = 0;
-		if (rdma_create_qp(id, c->dev->pd, &qa))
+		if (rdma_create_qp(id, c->pd, &qa))
 			goto fail_errno;
 	}
 	c->qp = id->qp;
@@ -185,7 +191,7 @@ static void release_slot_refs(struct rt_conn *c, struct tx_slot *s)
 	unsigned i;
 
 	for (i = 0; i < s->nrefs; i++)
-		regcache_put(c->dev->regcache, s->refs[i]);
+		regcache_put(c->regcache, s->refs[i]);
 	s->nrefs = 0;
 }
 
@@ -206,12 +212,7 @@ void conn_destroy(struct rt_conn *c)
 	c->qp = NULL;
 	for (i = 0; i < RT_TX_SLOTS; i++)
 		release_slot_refs(c, &c->slots[i]);
-	/*
-	 * Memory freed inside libc never passes our munmap hook, so
-	 * registrations must not outlive the connections that made them.
-	 */
-	if (c->dev)
-		regcache_flush(c->dev->regcache);
+
 	if (c->cq)
 		ibv_destroy_cq(c->cq);
 	if (c->chan)
@@ -228,6 +229,16 @@ void conn_destroy(struct rt_conn *c)
 		munmap(c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE);
 	if (c->sbufs)
 		munmap(c->sbufs, sbuf_len());
+	/*
+	 * Registrations die with their connection: memory freed inside libc
+	 * never passes our munmap hook, so none may outlive it.
+	 */
+	if (c->regcache)
+		regcache_destroy(c->regcache);
+	c->regcache = NULL;
+	if (c->pd)
+		ibv_dealloc_pd(c->pd);
+	c->pd = NULL;
 	if (c->cm_id)
 		rdma_destroy_id(c->cm_id);
 	c->cq = NULL;

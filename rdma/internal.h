@@ -43,8 +43,6 @@ enum conn_state {
 
 struct rt_device {
 	struct ibv_context *verbs;
-	struct ibv_pd *pd;
-	struct regcache *regcache;
 	struct ibv_device_attr attr;
 	struct rt_device *next;
 };
@@ -80,6 +78,12 @@ struct rt_conn {
 
 	struct rdma_cm_id *cm_id;
 	struct rt_device *dev;
+	/*
+	 * Our own protection domain: a ring's rkey then opens that ring to
+	 * this queue pair only, never to another connection's peer.
+	 */
+	struct ibv_pd *pd;
+	struct regcache *regcache;	/* program memory registered in pd */
 	struct ibv_comp_channel *chan;
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
@@ -198,8 +202,7 @@ struct rt_global {
 	struct rt_conn *zombies;	/* destroyed, freed after the current event batch */
 	struct rt_watch *watch_zombies;
 	unsigned next_id;
-	size_t pinned_now;
-	size_t pinned_peak;
+	size_t pinned_peak;		/* process-wide, over all connections */
 };
 
 extern struct rt_global rt_g;
@@ -209,6 +212,7 @@ struct timespec rt_abs_timeout(unsigned ms);
 
 /* device.c */
 struct rt_device *rt_device_get(struct ibv_context *verbs);
+struct regcache *rt_regcache_create(struct ibv_pd *pd);
 void rt_devices_pinned(size_t *now, size_t *peak);
 
 /* conn.c */

@@ -129,6 +129,9 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	const char *why;
 	struct rx_msg *m;
 
+	/* After a failure the rest of the queue is noise, not news. */
+	if (c->state == CS_FAILED)
+		return;
 	c->last_rx_ms = rt_now_ms();
 	c->ping_outstanding = false;
 	lim.ring_size = c->ring_size;
@@ -220,7 +223,7 @@ static void handle_send_done(struct rt_conn *c, uint64_t kind, unsigned idx)
 		return;
 	s = &c->slots[idx];
 	for (unsigned i = 0; i < s->nrefs; i++)
-		regcache_put(c->dev->regcache, s->refs[i]);
+		regcache_put(c->regcache, s->refs[i]);
 	s->nrefs = 0;
 	s->busy = false;
 	c->sq_outstanding -= s->nwr;

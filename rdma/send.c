@@ -89,13 +89,13 @@ static unsigned pin_whole_mapping(struct rt_conn *c, uintptr_t addr)
 		uintptr_t s = a < start ? start : a;
 		uintptr_t e = a + chunk > end ? end : a + chunk;
 
-		regcache_get_stats(c->dev->regcache, &st);
+		regcache_get_stats(c->regcache, &st);
 		/* Never evict what is already pinned to pin more. */
 		if (st.pinned_bytes + chunk > rt_g.opts.pin_limit)
 			break;
-		if (regcache_get(c->dev->regcache, (void *)s, e - s, &ref, &registered))
+		if (regcache_get(c->regcache, (void *)s, e - s, &ref, &registered))
 			break;
-		regcache_put(c->dev->regcache, ref.entry);
+		regcache_put(c->regcache, ref.entry);
 		made += registered;
 	}
 	log_info(c->id, "MIGRDMA_PIN_ALL: registered %u chunks of the mapping at %#lx-%#lx",
@@ -170,7 +170,7 @@ static int64_t take_zcopy(struct msg_builder *b, const uint8_t *src, size_t n)
 	if (!n || !seg_room(b, new_seg) || b->slot->nrefs >= RT_MAX_REFS)
 		return 0;
 
-	if (regcache_get(c->dev->regcache, src, n, &ref, &registered)) {
+	if (regcache_get(c->regcache, src, n, &ref, &registered)) {
 		log_debug(c->id, "cannot register %zu bytes at %p (%m); copying them instead",
 			  n, (const void *)src);
 		return -1;
@@ -181,7 +181,7 @@ static int64_t take_zcopy(struct msg_builder *b, const uint8_t *src, size_t n)
 
 	if (b->nwr == 0 || b->nsge[b->nwr - 1] == c->max_sge) {
 		if (b->nwr == RT_MAX_WR_PER_MSG) {
-			regcache_put(c->dev->regcache, ref.entry);
+			regcache_put(c->regcache, ref.entry);
 			return 0;
 		}
 		b->nsge[b->nwr++] = 0;
