@@ -30,7 +30,7 @@ struct rt_listener;
 struct rt_options {
 	size_t zcopy_min;		/* smallest page-aligned segment sent zero-copy */
 	size_t chunk;			/* registration granularity */
-	size_t pin_limit;		/* most bytes registered at once, per device */
+	size_t pin_limit;		/* most bytes registered at once, per connection */
 	size_t ring_size;		/* our receive ring, power of two */
 	unsigned busy_poll_us;		/* spin this long before sleeping */
 	unsigned connect_timeout_ms;
