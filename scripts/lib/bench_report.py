@@ -271,22 +271,28 @@ def chart(out, rep):
     if not present:
         return "no runs to plot"
     dat = os.path.join(out, "migration-bench.dat")
-    # Block 0: medians, one line per transport; block 1: every valid run.
+    def values(x):
+        return [x["total_time_ms"] and x["total_time_ms"] / 1000, x["downtime_ms"],
+                x["src_cpu_s"]]
+
+    # Block 0: medians, one line per transport, then for each metric the
+    # height of its label: above the bar and above every round's point, so
+    # that no point hides the number.  Block 1: every valid run.
     with open(dat, "w") as f:
-        f.write("# idx label total_s downtime_ms cpu_s\n")
+        f.write("# idx label total_s downtime_ms cpu_s, then the label heights\n")
         for i, t in enumerate(present):
-            s = per[t]
-            vals = [s["total_time_ms"] and s["total_time_ms"] / 1000, s["downtime_ms"],
-                    s["src_cpu_s"]]
+            meds = values(per[t])
+            rounds = [values(r) for r in rep["runs"] if r["valid"] and r["transport"] == t]
+            tops = [max([v for v in [meds[k]] + [x[k] for x in rounds] if v is not None],
+                        default=None) for k in range(3)]
             f.write(f'{i} "{SHORT[t]}" ' + " ".join("NaN" if v is None else f"{v}"
-                                                     for v in vals) + "\n")
+                                                     for v in meds + tops) + "\n")
         f.write("\n\n# idx round total_s downtime_ms cpu_s\n")
         for r in rep["runs"]:
             if not r["valid"] or r["transport"] not in present:
                 continue
             i = present.index(r["transport"])
-            vals = [r["total_time_ms"] and r["total_time_ms"] / 1000, r["downtime_ms"],
-                    r["src_cpu_s"]]
+            vals = values(r)
             f.write(f"{i} {r['round']} " + " ".join("NaN" if v is None else f"{v}"
                                                    for v in vals) + "\n")
     m = rep["meta"]
@@ -305,12 +311,13 @@ def chart(out, rep):
     script = [f"set terminal {term}", f"set output '{png}'",
               f"set multiplot layout 1,3 title \"{title}\"",
               "set style fill solid 0.6 border -1", "set boxwidth 0.6",
-              "set grid ytics", "set yrange [0:*]", f"set xrange [-0.6:{len(present) - 0.4}]",
+              # Headroom above the highest label.
+              "set grid ytics", "set yrange [0:*]", "set offsets 0, 0, graph 0.08, 0", f"set xrange [-0.6:{len(present) - 0.4}]",
               "set xtics rotate by -20", "unset key"]
     for col, ylabel in panels:
         script += [f"set title '{ylabel}'",
                    f"plot '{dat}' index 0 using 1:{col}:xtic(2) with boxes lc rgb '#4a7ab5', "
-                   f"'' index 0 using 1:{col}:(sprintf('%.{0 if col == 4 else 2}f', ${col})) "
+                   f"'' index 0 using 1:{col + 3}:(sprintf('%.{0 if col == 4 else 2}f', ${col})) "
                    f"with labels offset 0,0.7 font ',9', "
                    f"'' index 1 using ($1 + 0.12 * ($2 - {mid})):{col} with points pt 7 ps 0.8 "
                    f"lc rgb '#c03030'"]

@@ -65,7 +65,7 @@ MIB = 1024 * 1024
 PORT_BASE = 49500
 ZEROCOPY_MIN = 0.98
 TCP_SEGS_MAX = 20
-MAX_FAIL_STREAK = 3       # consecutive failed legs that end a phase
+MAX_FAIL_STREAK = 3       # consecutive broken legs (errors, not failed checks) end a phase
 RSS_FLAT_KIB = 4 * 1024   # "flat": RSS spread after warm-up within 4 MiB
 WARMUP_LEGS = 1           # samples after this many legs are the baseline
 
@@ -212,6 +212,7 @@ class Soak:
                 "downtime_limit_ms": a.downtime_limit, "leg_timeout_s": a.leg_timeout,
                 "budget_s": a.budget, "lib": a.lib, "log": a.log,
                 "transport": a.transport, "source_mem": a.source_mem,
+                "max_bandwidth": a.max_bandwidth or None,
                 "targets": self.targets,
                 "hosts": {h.name: {"addr": h.addr, "dev": h.dev, "ns": h.ns} for h in self.hosts},
             },
@@ -315,7 +316,7 @@ class Soak:
             return ok
 
         q = src.qmp
-        params = {"max_bandwidth": M.UNLIMITED_BW}
+        params = {"max_bandwidth": a.max_bandwidth or M.UNLIMITED_BW}
         if a.downtime_limit is not None:
             params["downtime_limit"] = a.downtime_limit
         q.set_parameters(**params)
@@ -502,7 +503,8 @@ class Soak:
                 r["src_sample_before_quit"] = proc_sample(cur.pid)
                 self.quit(cur)
                 client = self.stats_lines(cur.tag, "client")
-                server = self.wait_stats(dst.tag, "server", 1, 10)
+                server = self.wait_stats(dst.tag, "server", 1,
+                                         10 if a.transport == "migrdma" else 0)
                 self.conn_checks(r, client, server, checks)
                 dst.qmp.execute("cont")
                 r["guest_mib_s_after_cont"] = self.wait_guest(dst)
@@ -541,9 +543,9 @@ class Soak:
             self.finish_leg(r, checks, t0)
             self.res["pingpong"].append(r)
             self.save()
-            streak = 0 if r["passed"] else streak + 1
+            streak = streak + 1 if r.get("error") else 0
             if streak >= MAX_FAIL_STREAK:
-                log(f"ping-pong: {streak} legs failed in a row; giving up")
+                log(f"ping-pong: {streak} legs broke in a row; giving up")
                 self.res["pingpong_stopped"] = f"{streak} consecutive failures at leg {n}"
                 break
         if cur is not None:
@@ -587,7 +589,8 @@ class Soak:
                 if n == 1 and self.res["postmigrate_probe"] is None:
                     self.probe_postmigrate(src, B, self.port_hi)
                 self.quit(dst)
-                client = self.wait_stats(src.tag, "client", n, 30)
+                client = self.wait_stats(src.tag, "client", n,
+                                         30 if a.transport == "migrdma" else 0)
                 server = self.stats_lines(dst.tag, "server")
                 self.conn_checks(r, client[n - 1:n] if len(client) >= n else [], server, checks)
                 # Run again, as before the first leg, then sample.
@@ -614,9 +617,9 @@ class Soak:
                 log(f"    source pid {src.pid}: {sample_text(r['src_sample'])}")
             L["legs"].append(r)
             self.save()
-            streak = 0 if r["passed"] else streak + 1
+            streak = streak + 1 if r.get("error") else 0
             if streak >= MAX_FAIL_STREAK:
-                log(f"long-lived: {streak} legs failed in a row; giving up")
+                log(f"long-lived: {streak} legs broke in a row; giving up")
                 L["stopped"] = f"{streak} consecutive failures at leg {n}"
                 break
         if src.alive():
@@ -894,6 +897,7 @@ def parse_args(argv):
     ap.add_argument("--transport", choices=["migrdma", "tcp"], default="migrdma")
     ap.add_argument("--source-mem", choices=["private", "shared"], default="private")
     ap.add_argument("--keep-bad-dumps", type=int, default=0)
+    ap.add_argument("--max-bandwidth", type=int, default=0)
     a = ap.parse_args(argv)
     a.lib = os.path.abspath(a.lib)
     return a
