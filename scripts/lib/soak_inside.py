@@ -172,7 +172,13 @@ def diff_pages(path_a, path_b, limit=64):
                                           "src_word": int.from_bytes(pa[:4], "little"),
                                           "dst_word": int.from_bytes(pb[:4], "little")})
             addr += 1 << 20
-    return {"count": n, "first": pages}
+    # dirty.c's sequence numbers grow by one per page written, so a page
+    # one full pass behind has a word smaller by exactly the window's
+    # page count: the signature of a page whose last writes were never
+    # re-sent (lost dirty bits), as opposed to corrupted bytes.
+    lags = {x["src_word"] - x["dst_word"] for x in pages}
+    return {"count": n, "first": pages, "word_lags": sorted(lags)[:8],
+            "only_first_word": all(x["first_diff_at"] < 4 for x in pages)}
 
 
 # --- the soak ----------------------------------------------------------------------------
@@ -450,6 +456,10 @@ class Soak:
                 log(f"    {dp['count']} pages differ; first: " + ", ".join(
                     f"{x['addr']} (src word {x['src_word']}, dst {x['dst_word']})"
                     for x in dp["first"][:6]))
+                if dp.get("only_first_word") and all(v > 0 for v in dp.get("word_lags", [])):
+                    log(f"    only dirty.c's sequence word differs, the destination "
+                        f"behind by {dp['word_lags']}: stale pages (dirty writes never "
+                        f"re-sent), not corrupted bytes")
             if r.get("error"):
                 log(f"    ERROR {r['error']}")
 
@@ -832,9 +842,9 @@ def print_summary(res, file=sys.stdout):
             fds = [v for v in x["src_fds_at_quit"] if v is not None]
             rss = [v for v in x["src_rss_kib_at_quit"] if v is not None]
             if fds:
-                p(f"  each source QEMU just before it quit: fds "
-                  + (f"all {fds[0]}" if len(set(fds)) == 1 else f"{min(fds)}..{max(fds)} {fds}")
-                  + f", VmRSS {min(rss)}..{max(rss)} KiB")
+                counts = ", ".join(f"{v} fds x{fds.count(v)}" for v in sorted(set(fds)))
+                p(f"  each source QEMU just before it quit: {counts}; "
+                  f"VmRSS {min(rss)}..{max(rss)} KiB")
     ll = s["longlived"]
     if ll.get("series"):
         pid = res["longlived"].get("pid")
