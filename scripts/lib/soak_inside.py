@@ -31,7 +31,10 @@ Two phases, every migration through libmigrdma (LD_PRELOAD) in both QEMUs:
     leg's connection is closed -- its MIGRDMA_STATS line is written -- the
     destination has quit and the source runs again) the source's open fds
     (/proc/PID/fd), VmRSS, RssAnon, RssFile, VmLck, VmPin, threads and
-    mappings are sampled.
+    mappings are sampled.  Guest RAM is compared on every leg too, but a
+    long-lived QEMU 7.2 under TCG loses dirty bits by itself (over plain
+    TCP as well: see longlived()), so stale pages with that signature are
+    reported there, not failed (--strict-long-ram fails them).
 
 Results go to DIR/soak.json, rewritten after every leg (a run cut short
 still leaves its legs); DIR also gets every QEMU's output
@@ -67,6 +70,7 @@ ZEROCOPY_MIN = 0.98
 TCP_SEGS_MAX = 20
 MAX_FAIL_STREAK = 3       # consecutive broken legs (errors, not failed checks) end a phase
 RSS_FLAT_KIB = 4 * 1024   # "flat": RSS spread after warm-up within 4 MiB
+NORMAL_CLOSE = ("close", "eof")  # MIGRDMA_STATS close_reason of a clean end
 WARMUP_LEGS = 1           # samples after this many legs are the baseline
 
 _migrate_mod = None
@@ -147,13 +151,23 @@ def proc_sample(pid):
     return s
 
 
-def diff_pages(path_a, path_b, limit=64):
-    """Which 4 KiB pages differ: the count, and for the first few the
-    guest-physical address and the first 32-bit word on each side (dirty.c
-    stores a running sequence number there: a smaller one on the
-    destination means it kept an older version of the page)."""
-    pages = []
+def diff_pages(path_a, path_b, window_pages=None, limit=64):
+    """Which 4 KiB pages differ between two dumps: their count, the first
+    few (guest-physical address, first differing byte, and the first
+    32-bit word on each side), and whether the difference has the
+    stale-page signature.
+
+    dirty.c rewrites only the first word of each window page, with a
+    sequence number that grows by one per page written, so a page one
+    whole pass behind holds a word smaller by exactly the window's page
+    count.  "stale" is true if every differing page differs only in that
+    word and lags by a positive multiple of window_pages: the destination
+    kept an older version of those pages (their last writes were never
+    re-sent), as opposed to bytes that are simply wrong."""
+    first = []
     n = 0
+    only_word = True
+    lags = set()
     with open(path_a, "rb") as fa, open(path_b, "rb") as fb:
         addr = 0
         while True:
@@ -163,22 +177,24 @@ def diff_pages(path_a, path_b, limit=64):
             if ba != bb:
                 for off in range(0, max(len(ba), len(bb)), 4096):
                     pa, pb = ba[off:off + 4096], bb[off:off + 4096]
-                    if pa != pb:
-                        n += 1
-                        if len(pages) < limit:
-                            first = next(i for i in range(max(len(pa), len(pb)))
-                                         if pa[i:i + 1] != pb[i:i + 1])
-                            pages.append({"addr": hex(addr + off), "first_diff_at": first,
-                                          "src_word": int.from_bytes(pa[:4], "little"),
-                                          "dst_word": int.from_bytes(pb[:4], "little")})
+                    if pa == pb:
+                        continue
+                    n += 1
+                    at = next(i for i in range(max(len(pa), len(pb)))
+                              if pa[i:i + 1] != pb[i:i + 1])
+                    if pa[4:] != pb[4:]:
+                        only_word = False
+                    lag = int.from_bytes(pa[:4], "little") - int.from_bytes(pb[:4], "little")
+                    lags.add(lag)
+                    if len(first) < limit:
+                        first.append({"addr": hex(addr + off), "first_diff_at": at,
+                                      "src_word": int.from_bytes(pa[:4], "little"),
+                                      "dst_word": int.from_bytes(pb[:4], "little")})
             addr += 1 << 20
-    # dirty.c's sequence numbers grow by one per page written, so a page
-    # one full pass behind has a word smaller by exactly the window's
-    # page count: the signature of a page whose last writes were never
-    # re-sent (lost dirty bits), as opposed to corrupted bytes.
-    lags = {x["src_word"] - x["dst_word"] for x in pages}
-    return {"count": n, "first": pages, "word_lags": sorted(lags)[:8],
-            "only_first_word": all(x["first_diff_at"] < 4 for x in pages)}
+    stale = bool(n) and only_word and bool(window_pages) and \
+        all(lag > 0 and lag % window_pages == 0 for lag in lags)
+    return {"count": n, "first": first, "word_lags": sorted(lags)[:8],
+            "only_first_word": only_word, "window_pages": window_pages, "stale": stale}
 
 
 # --- the soak ----------------------------------------------------------------------------
@@ -219,6 +235,7 @@ class Soak:
                 "budget_s": a.budget, "lib": a.lib, "log": a.log,
                 "transport": a.transport, "source_mem": a.source_mem,
                 "max_bandwidth": a.max_bandwidth or None,
+                "strict_long_ram": a.strict_long_ram,
                 "targets": self.targets,
                 "hosts": {h.name: {"addr": h.addr, "dev": h.dev, "ns": h.ns} for h in self.hosts},
             },
@@ -289,6 +306,11 @@ class Soak:
     def wait_guest(self, q):
         """Wait until the guest's loop runs (its counter moves); MiB/s."""
         rate = self.M.wait_guest_running(q.qmp, timeout=90)
+        if not getattr(self, "window_pages", None):
+            # dirty.c's status block: magic, window start, window size.
+            words = q.qmp.hmp(f"xp /3wx {self.M.STATUS_ADDR:#x}").split(":", 1)[1].split()
+            self.window_pages = int(words[2], 16) // 4096
+            self.res["config"]["window_pages"] = self.window_pages
         return round(rate * 4096 / MIB, 1)
 
     def stats_lines(self, tag, role=None):
@@ -389,7 +411,8 @@ class Soak:
             check("TCP segments > 1000", r["tcp_segs"] > 1000, str(r["tcp_segs"]))
         # Guest RAM, byte for byte: both dump at once (each in its own QEMU).
         size = a.size * MIB
-        dumps = [os.path.join(self.work, f"{t}.mem") for t in (src.tag, dst.tag)]
+        dumps = [os.path.join(self.work, f"{r['phase']}{r['leg']}-{t}.mem")
+                 for t in (src.tag, dst.tag)]
         t1 = time.monotonic()
         ids = [q.pmemsave(dumps[0], size, wait=False),
                dst.qmp.pmemsave(dumps[1], size, wait=False)]
@@ -404,7 +427,9 @@ class Soak:
                                  capture_output=True, text=True, timeout=300)
             r["ram_differing_bytes"] = int(cnt.stdout.strip() or 0)
             r["cmp"] = (c.stdout + c.stderr).strip()
-            r["ram_differing_pages"] = diff_pages(dumps[0], dumps[1])
+            r["ram_differing_pages"] = diff_pages(dumps[0], dumps[1],
+                                                  getattr(self, "window_pages", None))
+            r["ram_stale"] = r["ram_differing_pages"]["stale"]
             if a.keep_bad_dumps > 0:
                 a.keep_bad_dumps -= 1
                 for p in dumps:
@@ -414,9 +439,18 @@ class Soak:
                 os.unlink(p)
             except OSError:
                 pass
-        check("guest RAM identical", r["ram_identical"],
-              "identical" if r["ram_identical"] else f"DIFFER: {r.get('cmp')} "
-              f"({r.get('ram_differing_bytes')} bytes)")
+        # A long-lived source (not the ping-pong's fresh ones) runs into
+        # QEMU 7.2's TCG dirty-tracking bug (see longlived()): stale pages
+        # there are reported, not failed, unless --strict-long-ram.
+        excused = (r["phase"] == "longlived" and r.get("ram_stale") and
+                   not a.strict_long_ram)
+        r["ram_stale_excused"] = bool(excused)
+        check("guest RAM identical", r["ram_identical"] or excused,
+              "identical" if r["ram_identical"] else
+              (f"STALE pages ({r['ram_differing_pages']['count']}, a whole number of "
+               f"guest passes behind: QEMU 7.2 TCG lost dirty bits"
+               f"{', excused on a long-lived source' if excused else ''}) " if r.get("ram_stale")
+               else "DIFFER: ") + f"{r.get('cmp')} ({r.get('ram_differing_bytes')} bytes)")
         return r
 
     def conn_checks(self, r, client_lines, server_lines, checks):
@@ -448,20 +482,19 @@ class Soak:
         r["passed"] = bool(checks) and not r["checks_failed"] and not r.get("error")
         r["wall_s"] = round(time.monotonic() - t0, 1)
         log(leg_line(r, self.total_legs_label(r)))
-        if not r["passed"]:
-            for f in r["checks_failed"]:
-                log(f"    FAIL {f}")
-            dp = r.get("ram_differing_pages")
-            if dp:
-                log(f"    {dp['count']} pages differ; first: " + ", ".join(
-                    f"{x['addr']} (src word {x['src_word']}, dst {x['dst_word']})"
-                    for x in dp["first"][:6]))
-                if dp.get("only_first_word") and all(v > 0 for v in dp.get("word_lags", [])):
-                    log(f"    only dirty.c's sequence word differs, the destination "
-                        f"behind by {dp['word_lags']}: stale pages (dirty writes never "
-                        f"re-sent), not corrupted bytes")
-            if r.get("error"):
-                log(f"    ERROR {r['error']}")
+        for f in r["checks_failed"]:
+            log(f"    FAIL {f}")
+        dp = r.get("ram_differing_pages")
+        if dp:
+            log(f"    {dp['count']} pages differ; first: " + ", ".join(
+                f"{x['addr']} (src word {x['src_word']}, dst {x['dst_word']})"
+                for x in dp["first"][:6]))
+            if dp.get("stale"):
+                log(f"    only dirty.c's sequence word differs, the destination "
+                    f"behind by {dp['word_lags']} (window {dp['window_pages']} pages): "
+                    f"stale pages (dirty writes never re-sent), not corrupted bytes")
+        if r.get("error"):
+            log(f"    ERROR {r['error']}")
 
     def total_legs_label(self, r):
         return self.a.count if r["phase"] == "pingpong" else self.a.long_legs
@@ -563,6 +596,24 @@ class Soak:
 
     # --- phase 2: one long-lived source --------------------------------------------------
     def longlived(self):
+        """Phase 2.  Guest RAM identity on a long-lived source is subject to
+        a QEMU bug, not a library one: QEMU 7.2's TCG can lose dirty bits
+        (the bitmap sync's fast path clears them without resetting the
+        software TLB's not-dirty flags; fixed upstream in 9.0 by "physmem:
+        Fix migration dirty bitmap coherency with TCG memory access").
+        dirty.c dodges it in a fresh QEMU because its window's pages fall
+        out of the small TLB between two passes.  The TLB, though, grows
+        at each flush while it is well used, and every migration flushes
+        it (dirty logging on, and off), so most likely after two or three
+        migrations of the same process it holds the whole window, and the
+        pages written between the start of dirty logging and the first
+        sync are never re-sent.  Measured over plain TCP without the
+        library (--transport tcp): legs 3 to 20 of a long-lived source all
+        left such stale pages, the ping-pong's fresh processes none.  So
+        here a difference with exactly that signature (diff_pages: only
+        dirty.c's sequence word, a whole number of passes behind) is
+        reported but not failed, unless --strict-long-ram; any other
+        difference fails."""
         a = self.a
         M = self.M
         A, B = self.hosts
@@ -595,14 +646,17 @@ class Soak:
                     self.wait_guest(src)
                 port = port0 + n
                 dst = self.start_qemu(f"long-dst{n}", B, incoming_port=port)
+                # Earlier legs' connections are closed (their lines are
+                # written); this leg's client line is the next one.
+                seen_lines = len(self.stats_lines(src.tag, "client"))
                 self.leg(r, src, dst, port, checks)
                 if n == 1 and self.res["postmigrate_probe"] is None:
                     self.probe_postmigrate(src, B, self.port_hi)
                 self.quit(dst)
-                client = self.wait_stats(src.tag, "client", n,
+                client = self.wait_stats(src.tag, "client", seen_lines + 1,
                                          30 if a.transport == "migrdma" else 0)
                 server = self.stats_lines(dst.tag, "server")
-                self.conn_checks(r, client[n - 1:n] if len(client) >= n else [], server, checks)
+                self.conn_checks(r, client[seen_lines:], server, checks)
                 # Run again, as before the first leg, then sample.
                 src.qmp.execute("cont")
                 r["guest_mib_s_after_cont"] = self.wait_guest(src)
@@ -713,7 +767,7 @@ def leg_line(r, total="?"):
     return (f"{'PASS' if r.get('passed') else 'FAIL'} {r['phase']:<9} leg {r['leg']:>3}/{total} "
             f"{r.get('direction', '?'):<8} total {fmt_ms(r.get('total_time_ms'))} ms  "
             f"downtime {fmt_ms(r.get('downtime_ms'))} ms  "
-            f"RAM {'identical' if ident else ('DIFFERS' if ident is False else '?')}  "
+            f"RAM {'identical' if ident else ('?' if ident is None else 'STALE(tcg)' if r.get('ram_stale') else 'DIFFERS')}  "
             f"RoCE {roce if roce is not None else '?'} pkts  TCP {r.get('tcp_segs', '?')} segs  "
             f"zero-copy {f'{zc:.2%}' if zc is not None else '?'}  "
             f"(syncs {r.get('dirty_sync_count', '?')}, wall {r.get('wall_s', '?')} s)")
@@ -752,6 +806,8 @@ def summarize(res):
             "failed": len(legs) - len(ok),
             "failed_legs": [r["leg"] for r in legs if not r.get("passed")],
             "ram_identical": sum(1 for r in legs if r.get("ram_identical")),
+            "ram_stale": [r["leg"] for r in legs if r.get("ram_stale")],
+            "ram_stale_excused": [r["leg"] for r in legs if r.get("ram_stale_excused")],
             "total_time_ms": _stats([r.get("total_time_ms") for r in legs
                                      if r.get("status") == "completed"]),
             "downtime_ms": _stats([r.get("downtime_ms") for r in legs
@@ -760,6 +816,14 @@ def summarize(res):
             "roce_pkts": _stats([r.get("roce_pkts_total") for r in legs]),
             "tcp_segs_max": max([r.get("tcp_segs") or 0 for r in legs] or [0]),
             "dirty_sync_count": _stats([r.get("dirty_sync_count") for r in legs]),
+            # A connection that carried a whole migration yet did not end
+            # in an ordinary close or end of stream ("timeout", "reset",
+            # "error") is a library anomaly even when every check passed.
+            "odd_close_reasons": {str(r["leg"]): [c for c in r.get("close_reasons") or []
+                                                  if c not in NORMAL_CLOSE]
+                                  for r in legs
+                                  if any(c not in NORMAL_CLOSE
+                                         for c in r.get("close_reasons") or [])},
         }
     # Each ping-pong QEMU was a destination, then a source: its fds and RSS
     # just before it quit (all alike if nothing accumulates per process).
@@ -801,8 +865,14 @@ def summarize(res):
     pp = out["pingpong"]
     complete = (pp["legs_run"] == pp["legs_wanted"] and ll["legs_run"] == ll["legs_wanted"])
     out["complete"] = bool(res.get("complete")) and complete
+    lib_log = res.get("library_log") or {}
+    # A soak is also a hunt for the library's own complaints: any warn or
+    # error line, or an odd close reason, fails it even if every leg passed.
+    out["library_anomalies"] = (lib_log.get("warn", 0) + lib_log.get("error", 0) +
+                                len(pp["odd_close_reasons"]) + len(ll["odd_close_reasons"]))
     out["passed"] = (out["complete"] and pp["failed"] == 0 and ll["failed"] == 0 and
-                     (ll.get("flat", True) if ll["legs_wanted"] else True))
+                     (ll.get("flat", True) if ll["legs_wanted"] else True) and
+                     out["library_anomalies"] == 0)
     out["postmigrate_probe"] = res.get("postmigrate_probe")
     out["library_log"] = {k: v for k, v in (res.get("library_log") or {}).items() if k != "lines"}
     out["runtime_s"] = res.get("runtime_s")
@@ -833,11 +903,20 @@ def print_summary(res, file=sys.stdout):
         p(f"{title}: {x['legs_run']}/{x['legs_wanted']} legs run, {x['passed']} passed, "
           f"{x['failed']} failed{' ' + str(x['failed_legs']) if x['failed_legs'] else ''}; "
           f"RAM identical {x['ram_identical']}/{x['legs_run']}")
+        if x["ram_stale"]:
+            p(f"  legs {x['ram_stale']}: stale guest pages (only dirty.c's sequence word, a "
+              f"whole number of passes behind): QEMU 7.2 TCG lost dirty bits, seen as well "
+              f"without the library (--transport tcp)"
+              + (f"; not counted as failures on the long-lived source "
+                 f"(--strict-long-ram counts them)" if x["ram_stale_excused"] else ""))
         p(f"  total time ms: {rng(x['total_time_ms'])}")
         p(f"  downtime ms:   {rng(x['downtime_ms'])}")
         p(f"  zero-copy:     {rng(x['zerocopy_share'], '{:.4f}')}")
         p(f"  RoCE pkts:     {rng(x['roce_pkts'])}; TCP segs max {x['tcp_segs_max']}")
         p(f"  dirty syncs:   {rng(x['dirty_sync_count'])}")
+        if x["odd_close_reasons"]:
+            p(f"  connections not ended by an ordinary close (leg: reasons): "
+              f"{x['odd_close_reasons']}")
         if phase == "pingpong" and x.get("src_fds_at_quit"):
             fds = [v for v in x["src_fds_at_quit"] if v is not None]
             rss = [v for v in x["src_rss_kib_at_quit"] if v is not None]
@@ -874,13 +953,16 @@ def print_summary(res, file=sys.stdout):
           + (f"refused ({pr.get('error')})" if not pr.get("accepted")
              else f"accepted ({pr.get('outcome')})"))
     lg = res.get("library_log") or {}
-    if lg:
+    if lg and c.get("transport", "migrdma") == "migrdma":
         p(f"library logs (MIGRDMA_LOG={c['log']}): {lg.get('warn', 0)} warn, "
           f"{lg.get('error', 0)} error lines")
         for line in lg.get("lines", [])[:10]:
             p(f"  {line}")
     p(f"runtime {s['runtime_s']} s in the VM; "
-      f"{'complete' if s['complete'] else 'INCOMPLETE'}; {'PASS' if s['passed'] else 'FAIL'}")
+      f"{'complete' if s['complete'] else 'INCOMPLETE'}; "
+      + (f"{s['library_anomalies']} library anomalies (log warnings/errors, odd close "
+         f"reasons); " if s["library_anomalies"] else "")
+      + f"{'PASS' if s['passed'] else 'FAIL'}")
     return s
 
 
@@ -908,6 +990,7 @@ def parse_args(argv):
     ap.add_argument("--source-mem", choices=["private", "shared"], default="private")
     ap.add_argument("--keep-bad-dumps", type=int, default=0)
     ap.add_argument("--max-bandwidth", type=int, default=0)
+    ap.add_argument("--strict-long-ram", action="store_true")
     a = ap.parse_args(argv)
     a.lib = os.path.abspath(a.lib)
     return a
