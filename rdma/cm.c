@@ -449,6 +449,42 @@ static void listener_enqueue(struct rt_conn *c)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/*
+ * Take a queued connection off its listener's accept queue before the
+ * program ever saw it.  c->lock held.  Returns false if accept() won the
+ * race and the connection is the program's now.
+ */
+static bool listener_drop_pending(struct rt_conn *c)
+{
+	struct rt_listener *l = c->listener;
+	struct rt_conn **pp;
+	bool found = false;
+
+	if (!l)
+		return false;
+	pthread_mutex_lock(&l->lock);
+	for (pp = &l->pending_head; *pp; pp = &(*pp)->next_pending) {
+		if (*pp != c)
+			continue;
+		*pp = c->next_pending;
+		if (l->pending_tail == c) {
+			struct rt_conn *t = l->pending_head;
+
+			while (t && t->next_pending)
+				t = t->next_pending;
+			l->pending_tail = t;
+		}
+		c->next_pending = NULL;
+		c->queued = false;
+		l->npending--;
+		listener_update_events(l);
+		found = true;
+		break;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return found;
+}
+
 static void now_established(struct rt_conn *c)
 {
 	char where[80];
@@ -773,6 +809,19 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 			c->ping_outstanding = true;
 			conn_send_ctrl(c, WIRE_OP_PING);
 		}
+	}
+	/*
+	 * A queued connection whose peer already left and that holds no bytes
+	 * for the program: accept() could only return a dead end, so free its
+	 * ring and queue pair now.  Otherwise peers that connect and vanish
+	 * would keep memory pinned and the backlog full until the program
+	 * happened to accept.
+	 */
+	if (c->is_server && c->queued && !c->rx_ready &&
+	    (c->state == CS_FAILED || c->peer_gone) && listener_drop_pending(c)) {
+		log_debug(c->id, "dropped: the peer left before the program accepted it");
+		c->owner_gone = true;
+		c->deadline_ms = now;
 	}
 	/* A server connection that failed before anyone accepted it has no owner. */
 	if (c->is_server && c->state == CS_FAILED && !c->queued && c->listener)

@@ -88,6 +88,7 @@ static size_t sbuf_len(void)
 int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 {
 	struct ibv_qp_init_attr qa;
+	struct regcache *rc;
 	unsigned send_wr, i;
 	int fl;
 
@@ -106,9 +107,13 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	c->pd = ibv_alloc_pd(id->verbs);
 	if (!c->pd)
 		goto fail_errno;
-	c->regcache = rt_regcache_create(c->pd);
-	if (!c->regcache)
+	rc = rt_regcache_create(c->pd);
+	if (!rc)
 		goto fail_errno;
+	/* Others walk rt_g.conns and read c->regcache under rt_g.lock. */
+	pthread_mutex_lock(&rt_g.lock);
+	c->regcache = rc;
+	pthread_mutex_unlock(&rt_g.lock);
 	c->chan = ibv_create_comp_channel(id->verbs);
 	if (!c->chan)
 		goto fail_errno;
@@ -198,6 +203,7 @@ static void release_slot_refs(struct rt_conn *c, struct tx_slot *s)
 /* Service thread only. */
 void conn_destroy(struct rt_conn *c)
 {
+	struct regcache *rc;
 	struct rt_conn **pp;
 	unsigned i;
 
@@ -233,9 +239,17 @@ void conn_destroy(struct rt_conn *c)
 	 * Registrations die with their connection: memory freed inside libc
 	 * never passes our munmap hook, so none may outlive it.
 	 */
-	if (c->regcache)
-		regcache_destroy(c->regcache);
+	/*
+	 * Detach it under rt_g.lock first: the munmap hook and the pinned-bytes
+	 * sum walk every connection's cache under that lock, and must never
+	 * reach one being freed.
+	 */
+	pthread_mutex_lock(&rt_g.lock);
+	rc = c->regcache;
 	c->regcache = NULL;
+	pthread_mutex_unlock(&rt_g.lock);
+	if (rc)
+		regcache_destroy(rc);
 	if (c->pd)
 		ibv_dealloc_pd(c->pd);
 	c->pd = NULL;
