@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Bulk data cases: qemu_sendmsg, mixed_calls, bidir, many_conns.
+ * Bulk data cases: qemu_sendmsg, mixed_calls, bidir, many_conns, churn.
  * Every byte received is checked against the deterministic stream.
  */
 #include <errno.h>
@@ -832,4 +832,116 @@ int many_conns_client(struct sc_ctx *ctx)
 	for (i = 0; i < MANY; i++)
 		pthread_join(t[i], NULL);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* churn                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Connections opened, filled and closed back to back by several threads,
+ * each send buffer a fresh mapping that is unmapped right after its close.
+ * Under the library that races connection teardown (freeing a connection's
+ * registrations) against the munmap hook walking every connection's
+ * registrations: the regression test for a use-after-free that hung QEMU.
+ */
+#define CHURN_THREADS 4
+
+static unsigned churn_rounds(void)
+{
+	return (unsigned)sc_scaled(24, 4);
+}
+
+static uint64_t churn_len(unsigned id, unsigned round)
+{
+	/* Page-aligned bulk (zero-copy) plus a tail that is not. */
+	return (1u << 20) + (uint64_t)(id * 7 + round % 5) * 4096 + round * 8 + 3;
+}
+
+static uint64_t churn_seed(unsigned id, unsigned round)
+{
+	return sc_seed(100 + id * 1000 + round);
+}
+
+static void *churn_client_thread(void *p)
+{
+	struct many_arg *a = p;
+	unsigned r, rounds = churn_rounds();
+
+	for (r = 0; r < rounds; r++) {
+		uint64_t len = churn_len((unsigned)a->id, r);
+		size_t maplen = (len + 4095) & ~(size_t)4095;
+		uint8_t *buf = sc_alloc_pages(maplen);
+		int fd;
+
+		pat_fill(churn_seed((unsigned)a->id, r), 0, buf, len);
+		fd = sc_connect_id(a->ctx, (uint8_t)a->id);
+		sc_send_u64(fd, r);
+		sc_send_u64(fd, len);
+		sc_write_all(fd, buf, len, "churn stream");
+		if (sc_recv_u64(fd, "ack") != len)
+			sc_fail("thread %d round %u: wrong ack", a->id, r);
+		close(fd);
+		sc_free_pages(buf, maplen);
+	}
+	return NULL;
+}
+
+static void *churn_server_thread(void *p)
+{
+	struct many_arg *a = p;
+	unsigned n, rounds = churn_rounds();
+
+	for (n = 0; n < rounds; n++) {
+		int fd = sc_accept(a->ctx->lfd);
+		uint64_t r, len;
+		uint8_t id;
+
+		sc_read_exact(fd, &id, 1, "connection id");
+		if (id >= CHURN_THREADS)
+			sc_fail("connection id %u out of range", id);
+		r = sc_recv_u64(fd, "round");
+		len = sc_recv_u64(fd, "length header");
+		if (r >= rounds || len != churn_len(id, (unsigned)r))
+			sc_fail("thread %u: round %llu, length %llu: not what was sent", id,
+				(unsigned long long)r, (unsigned long long)len);
+		sc_recv_stream(fd, churn_seed(id, (unsigned)r), 0, len, "churn stream");
+		sc_send_u64(fd, len);
+		sc_expect_eof(fd, "after ack");
+		close(fd);
+		__atomic_add_fetch(&many_seen, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static int churn_run(struct sc_ctx *ctx, void *(*fn)(void *))
+{
+	struct many_arg a[CHURN_THREADS];
+	pthread_t t[CHURN_THREADS];
+	int i;
+
+	for (i = 0; i < CHURN_THREADS; i++) {
+		a[i] = (struct many_arg){ .ctx = ctx, .id = i, .fd = -1 };
+		if (pthread_create(&t[i], NULL, fn, &a[i]))
+			sc_fail("pthread_create");
+	}
+	for (i = 0; i < CHURN_THREADS; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+int churn_server(struct sc_ctx *ctx)
+{
+	sc_step("accept and verify churning connections");
+	churn_run(ctx, churn_server_thread);
+	if (many_seen != CHURN_THREADS * churn_rounds())
+		sc_fail("%u connections verified, want %u", many_seen,
+			CHURN_THREADS * churn_rounds());
+	return 0;
+}
+
+int churn_client(struct sc_ctx *ctx)
+{
+	sc_step("4 threads open, fill and close connections back to back");
+	return churn_run(ctx, churn_client_thread);
 }
