@@ -1112,13 +1112,14 @@ static bool have_cap_ipc_lock(void)
 
 /*
  * Registration pins pages against RLIMIT_MEMLOCK (CAP_IPC_LOCK lifts it).
- * Count the receive ring and buffers of each connection a migration opens,
- * plus the zero-copy registration cache's cap.
+ * Count, for each connection a migration opens, its receive ring and
+ * buffers and its own zero-copy registration cache, capped at
+ * MIGRDMA_PIN_LIMIT per connection.
  */
 static void check_memlock(const struct migrdma_config *cfg)
 {
-	uint64_t need = EXPECTED_CONNS * ((uint64_t)cfg->ring_size + CONN_BUFFERS) +
-			(uint64_t)cfg->pin_limit;
+	uint64_t need = EXPECTED_CONNS * ((uint64_t)cfg->ring_size + CONN_BUFFERS +
+					  (uint64_t)cfg->pin_limit);
 	char h_need[32], h_cur[32], h_max[32], h_ring[32], h_buf[32], h_pin[32];
 	char how[256];
 	struct rlimit rl;
@@ -1129,7 +1130,7 @@ static void check_memlock(const struct migrdma_config *cfg)
 		    human(need, h_need, sizeof(h_need)));
 		return;
 	}
-	snprintf(how, sizeof(how), "%d connections x (%s ring + %s buffers) + %s MIGRDMA_PIN_LIMIT",
+	snprintf(how, sizeof(how), "%d connections x (%s ring + %s buffers + %s MIGRDMA_PIN_LIMIT)",
 		 EXPECTED_CONNS, human(cfg->ring_size, h_ring, sizeof(h_ring)),
 		 human(CONN_BUFFERS, h_buf, sizeof(h_buf)),
 		 human(cfg->pin_limit, h_pin, sizeof(h_pin)));
