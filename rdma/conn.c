@@ -29,6 +29,13 @@ struct rt_conn *conn_alloc(bool is_server)
 	clock_gettime(CLOCK_MONOTONIC, &c->t_start);
 	c->last_rx_ms = c->last_tx_ms = rt_now_ms();
 	c->end_reason = "close";
+	/*
+	 * No deadline until the caller starts the set-up: the service thread's
+	 * timers see the connection as soon as it is listed below, and creating
+	 * the id or registering the ring can take a while.  Far off, not the
+	 * maximum, so that deadline arithmetic cannot wrap.
+	 */
+	c->deadline_ms = UINT64_MAX / 2;
 
 	pthread_mutex_lock(&rt_g.lock);
 	c->id = ++rt_g.next_id;
