@@ -817,7 +817,7 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 	 * would keep memory pinned and the backlog full until the program
 	 * happened to accept.
 	 */
-	if (c->is_server && c->queued && !c->rx_ready &&
+	if (c->is_server && c->queued && !c->owner_gone && !c->rx_ready &&
 	    (c->state == CS_FAILED || c->peer_gone) && listener_drop_pending(c)) {
 		log_debug(c->id, "dropped: the peer left before the program accepted it");
 		c->owner_gone = true;
@@ -861,14 +861,22 @@ static void listener_destroy(struct rt_listener *l)
 		pthread_mutex_lock(&c->lock);
 		if (c->listener == l && !c->queued) {
 			c->listener = NULL;
-			c->owner_gone = true;
-			conn_fail(c, ECONNABORTED, "the listener was closed");
+			if (!c->owner_gone) {
+				c->owner_gone = true;
+				conn_fail(c, ECONNABORTED, "the listener was closed");
+			}
 		}
 		pthread_mutex_unlock(&c->lock);
 	}
 	pthread_mutex_unlock(&rt_g.lock);
+	/* Nobody will accept these now; none may point at l once it is freed. */
 	for (c = l->pending_head; c; c = next) {
 		next = c->next_pending;
+		pthread_mutex_lock(&c->lock);
+		c->queued = false;
+		c->listener = NULL;
+		c->next_pending = NULL;
+		pthread_mutex_unlock(&c->lock);
 		rt_conn_close(c);
 	}
 	listener_free(l);
