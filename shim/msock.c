@@ -791,10 +791,17 @@ int shim_setsockopt(struct msock *ms, int level, int name, const void *val, sock
 	int ret;
 
 	if (level == SOL_SOCKET && name == SO_ZEROCOPY) {
+		static bool told;
+
 		/*
 		 * MSG_ZEROCOPY completions would have to be forged; refusing
 		 * lets the program (QEMU's zero-copy-send) say it is unsupported.
+		 * Once per process, say why: QEMU's own message blames the kernel.
 		 */
+		if (!__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+			log_warn(0, "SO_ZEROCOPY refused on an RDMA connection: migrdma already "
+				    "sends page-aligned memory without copying; switch QEMU's "
+				    "zero-copy-send capability off");
 		errno = ENOPROTOOPT;
 		return -1;
 	}

@@ -25,7 +25,8 @@
 #   --lib FILE          libmigrdma.so (default: <repo>/build/libmigrdma.so)
 #
 # Cases: precopy-tcp (the harness on plain TCP, and the baseline), precopy,
-# multifd (4 channels), postcopy, cancel, kill-dst, untouched-port.
+# multifd (4 channels), postcopy, cancel, kill-dst, untouched-port,
+# zero-copy (QEMU's zero-copy-send refused cleanly, then a retry without it).
 #
 # MIGRDMA_LOG (e.g. debug) is passed on to the library in both QEMUs; its
 # logs land in OUT/CASE/migrdma-*.log.
@@ -105,6 +106,7 @@ cases=(
 	"cancel|--case cancel --size $size"
 	"kill-dst|--case kill-dst --size $size"
 	"untouched-port|--case untouched-port --size $size"
+	"zero-copy|--case zero-copy --mode multifd --channels 2 --size $size"
 )
 
 selected() {
@@ -166,7 +168,8 @@ python3 - "$out" "$total" "$topology" <<'EOF' || true
 import json, os, sys
 out, total, topology = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows, summary = [], {"topology": topology, "suite_seconds": total, "cases": {}}
-names = ["precopy-tcp", "precopy", "multifd", "postcopy", "cancel", "kill-dst", "untouched-port"]
+names = ["precopy-tcp", "precopy", "multifd", "postcopy", "cancel", "kill-dst", "untouched-port",
+         "zero-copy"]
 for name in names:
     p = os.path.join(out, name + ".json")
     if not os.path.exists(p):
