@@ -192,13 +192,15 @@ head = ["case", "result", "transport", "total ms", "downtime ms", "Mbit/s", "syn
 w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
 print("\n".join("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)).rstrip()
                 for row in [head] + rows))
-# The interrupted first attempts of cancel and kill-dst.
+# The failed first attempts of cancel, kill-dst and zero-copy.
 for name, r in summary["cases"].items():
     fa = r.get("first_attempt")
     if fa:
-        print(f"{name}: first attempt {fa.get('status')} {fa.get('seconds')} s after the "
-              f"interruption (at {fa.get('interrupted_at_bytes')} bytes), source "
-              f"{fa.get('src_run_state')}, guest {'running' if fa.get('guest_alive') else 'NOT running'}")
+        at = fa.get("interrupted_at_bytes")
+        print(f"{name}: first attempt {fa.get('status')} {fa.get('seconds')} s after "
+              + (f"the interruption (at {at} bytes)" if at is not None else "it started")
+              + f", source {fa.get('src_run_state')}, guest "
+              f"{'running' if fa.get('guest_alive') else 'NOT running'}")
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1, sort_keys=True)
 EOF
