@@ -26,7 +26,9 @@
 #
 # Cases: precopy-tcp (the harness on plain TCP, and the baseline), precopy,
 # multifd (4 channels), postcopy, cancel, kill-dst, untouched-port,
-# zero-copy (QEMU's zero-copy-send refused cleanly, then a retry without it).
+# zero-copy (QEMU's zero-copy-send refused cleanly, then a retry without it),
+# pin-limit (MIGRDMA_PIN_LIMIT=16M: registrations and the source's VmPin
+# stay under the cap through a whole migration).
 #
 # MIGRDMA_LOG (e.g. debug) is passed on to the library in both QEMUs; its
 # logs land in OUT/CASE/migrdma-*.log.
@@ -107,6 +109,7 @@ cases=(
 	"kill-dst|--case kill-dst --size $size"
 	"untouched-port|--case untouched-port --size $size"
 	"zero-copy|--case zero-copy --mode multifd --channels 2 --size $size"
+	"pin-limit|--pin-limit 16 --size $size"
 )
 
 selected() {
@@ -169,7 +172,7 @@ import json, os, sys
 out, total, topology = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows, summary = [], {"topology": topology, "suite_seconds": total, "cases": {}}
 names = ["precopy-tcp", "precopy", "multifd", "postcopy", "cancel", "kill-dst", "untouched-port",
-         "zero-copy"]
+         "zero-copy", "pin-limit"]
 for name in names:
     p = os.path.join(out, name + ".json")
     if not os.path.exists(p):
