@@ -796,12 +796,14 @@ int shim_setsockopt(struct msock *ms, int level, int name, const void *val, sock
 		/*
 		 * MSG_ZEROCOPY completions would have to be forged; refusing
 		 * lets the program (QEMU's zero-copy-send) say it is unsupported.
-		 * Once per process, say why: QEMU's own message blames the kernel.
+		 * QEMU probes SO_ZEROCOPY on every channel whether or not
+		 * zero-copy-send is on, so this is no warning; the README's
+		 * troubleshooting table maps QEMU's message to the fix.
 		 */
 		if (!__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
-			log_warn(0, "SO_ZEROCOPY refused on an RDMA connection: migrdma already "
-				    "sends page-aligned memory without copying; switch QEMU's "
-				    "zero-copy-send capability off");
+			log_debug(0, "SO_ZEROCOPY refused on an RDMA connection: migrdma already "
+				     "sends page-aligned memory without copying (QEMU: leave "
+				     "zero-copy-send off)");
 		errno = ENOPROTOOPT;
 		return -1;
 	}
