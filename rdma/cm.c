@@ -105,8 +105,10 @@ int rt_connect(const struct sockaddr *dst, socklen_t dstlen,
 		ret = -errno;
 		log_error(c->id, "cannot create an RDMA id to connect to %s: %s", where,
 			  strerror(errno));
+		pthread_mutex_lock(&c->lock);
 		c->owner_gone = true;
 		c->state = CS_FAILED;
+		pthread_mutex_unlock(&c->lock);
 		conn_wake_service();
 		return ret;
 	}
@@ -437,6 +439,7 @@ static void listener_enqueue(struct rt_conn *c)
 	if (!l || c->queued)
 		return;
 	c->queued = true;
+	c->was_queued = true;
 	pthread_mutex_lock(&l->lock);
 	if (l->pending_tail)
 		l->pending_tail->next_pending = c;
@@ -823,8 +826,13 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 		c->owner_gone = true;
 		c->deadline_ms = now;
 	}
-	/* A server connection that failed before anyone accepted it has no owner. */
-	if (c->is_server && c->state == CS_FAILED && !c->queued && c->listener)
+	/*
+	 * A server connection that failed before it was ever queued has no
+	 * owner.  One that was queued is the program's once accept() takes it
+	 * off the queue (before accept() has taken c->lock), or is dropped by
+	 * the listener: never ours to end here.
+	 */
+	if (c->is_server && c->state == CS_FAILED && !c->was_queued && c->listener)
 		c->owner_gone = true;
 	if (c->state == CS_FAILED && !c->disconnecting && c->qp) {
 		c->disconnecting = true;
@@ -861,7 +869,8 @@ static void listener_destroy(struct rt_listener *l)
 		pthread_mutex_lock(&c->lock);
 		if (c->listener == l && !c->queued) {
 			c->listener = NULL;
-			if (!c->owner_gone) {
+			/* Queued once: accept() or the drop above owns its end. */
+			if (!c->owner_gone && !c->was_queued) {
 				c->owner_gone = true;
 				conn_fail(c, ECONNABORTED, "the listener was closed");
 			}

@@ -99,12 +99,13 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	unsigned send_wr, i;
 	int fl;
 
+	/* The id is the connection's from here on, even if set-up fails. */
+	c->cm_id = id;
 	pthread_mutex_lock(&rt_g.lock);
 	c->dev = rt_device_get(id->verbs);
 	pthread_mutex_unlock(&rt_g.lock);
 	if (!c->dev)
 		return -ENODEV;
-	c->cm_id = id;
 	c->max_sge = c->dev->attr.max_sge < (int)RT_MAX_SGE ? (unsigned)c->dev->attr.max_sge
 							     : RT_MAX_SGE;
 	c->nrecv = RT_DATA_CREDITS + RT_CTRL_RECVS;

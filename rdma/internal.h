@@ -132,6 +132,7 @@ struct rt_conn {
 	bool ping_outstanding;
 	bool auth;			/* MIGRDMA_SECRET challenge-response in use */
 	bool queued;			/* on the listener's accept queue */
+	bool was_queued;		/* ever queued: only accept() or the listener may end it */
 	uint8_t client_nonce[WIRE_NONCE_LEN];
 	uint8_t server_nonce[WIRE_NONCE_LEN];
 	const char *end_reason;

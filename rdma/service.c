@@ -17,7 +17,7 @@
 #include "internal.h"
 #include "shim/log.h"
 
-struct rt_global rt_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+struct rt_global rt_g = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1, .wake_fd = -1 };
 
 /* epoll tags that are not connections. */
 static char tag_cm, tag_wake;
@@ -71,6 +71,8 @@ void conn_wake_service(void)
 {
 	uint64_t one = 1;
 
+	if (rt_g.wake_fd < 0)
+		return;
 	if (write(rt_g.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_debug(0, "service wake-up failed: %m");
 }

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -61,6 +62,76 @@ static void test_fresh_connection_has_no_deadline(void **state)
 	pthread_mutex_lock(&rt_g.lock);
 	assert_null(rt_g.conns);
 	pthread_mutex_unlock(&rt_g.lock);
+}
+
+static int accept_ticks;
+
+/* The listener's notify runs inside rt_accept() after it took the
+ * connection off the queue and before it locks the connection: stand in
+ * for the service thread's timer tick landing right there. */
+static void tick_inside_accept(void *arg, unsigned events)
+{
+	struct rt_listener *l = arg;
+
+	(void)events;
+	if (l->npending == 0 && !accept_ticks++)
+		cm_check_timers(rt_now_ms());
+}
+
+/*
+ * Regression: a queued connection that failed with unread bytes is kept for
+ * accept().  The timers treated any failed server connection off the queue
+ * as ownerless, so a tick between rt_accept()'s dequeue and its taking the
+ * connection's lock destroyed the connection accept() was returning.
+ */
+static void test_accept_races_timers(void **state)
+{
+	struct rt_listener *l = calloc(1, sizeof(*l));
+	struct rt_conn *c, *got = NULL;
+
+	(void)state;
+	assert_non_null(l);
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	l->backlog = 4;
+	c = conn_alloc(true);
+	assert_non_null(c);
+	pthread_mutex_lock(&c->lock);
+	c->listener = l;
+	c->state = CS_FAILED;
+	c->error = c->sticky_error = ECONNRESET;
+	c->rx_ready = 100;		/* bytes the program must still read */
+	c->queued = c->was_queued = true;
+	l->pending_head = l->pending_tail = c;
+	l->npending = 1;
+	pthread_mutex_unlock(&c->lock);
+
+	cm_check_timers(rt_now_ms());
+	assert_true(c->queued);		/* unread bytes: not dropped */
+	assert_false(c->owner_gone);
+
+	l->notify = tick_inside_accept;
+	l->notify_arg = l;
+	l->last_events = RT_EV_READABLE;
+	assert_int_equal(rt_accept(l, true, NULL, NULL, &got), 0);
+	assert_int_equal(accept_ticks, 1);
+	assert_ptr_equal(got, c);
+	assert_false(c->owner_gone);
+	assert_false(c->destroyed);
+	assert_null(c->listener);
+
+	/* The program closes it: now it goes. */
+	pthread_mutex_lock(&c->lock);
+	c->owner_gone = true;
+	pthread_mutex_unlock(&c->lock);
+	cm_check_timers(rt_now_ms());
+	conn_free_zombies();
+	pthread_mutex_lock(&rt_g.lock);
+	assert_null(rt_g.conns);
+	pthread_mutex_unlock(&rt_g.lock);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->cond);
+	free(l);
 }
 
 static void *fake_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
@@ -144,6 +215,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fresh_connection_has_no_deadline),
 		cmocka_unit_test(test_destroy_while_walking),
+		cmocka_unit_test(test_accept_races_timers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
