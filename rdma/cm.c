@@ -814,13 +814,15 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 		}
 	}
 	/*
-	 * A queued connection whose peer already left and that holds no bytes
-	 * for the program: accept() could only return a dead end, so free its
-	 * ring and queue pair now.  Otherwise peers that connect and vanish
-	 * would keep memory pinned and the backlog full until the program
-	 * happened to accept.
+	 * A queued connection whose peer vanished without closing its stream
+	 * and that holds no bytes for the program: accept() could only return
+	 * a dead end, so free its ring and queue pair now.  Otherwise peers
+	 * that connect and vanish would keep memory pinned and the backlog
+	 * full until the program happened to accept.  One that ended with a
+	 * FIN stays, so that accept() returns it and a read gives end of
+	 * stream, as on TCP (the backlog limit bounds what those hold).
 	 */
-	if (c->is_server && c->queued && !c->owner_gone && !c->rx_ready &&
+	if (c->is_server && c->queued && !c->owner_gone && !c->rx_ready && !c->fin_received &&
 	    (c->state == CS_FAILED || c->peer_gone) && listener_drop_pending(c)) {
 		log_debug(c->id, "dropped: the peer left before the program accepted it");
 		c->owner_gone = true;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Connection lifetime cases: eof, peer_close, shutdown_wakes, dup,
+ * Connection lifetime cases: eof, late_accept, peer_close, shutdown_wakes, dup,
  * close_range.  These are the paths where a transport that replaces TCP
  * most easily diverges: who sees EOF when, which error a dead peer gives,
  * whether a shutdown() from another thread unblocks a stuck call (QEMU's
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sockcheck.h"
@@ -97,6 +98,69 @@ int eof_server(struct sc_ctx *ctx)
 	if (shutdown(fd, SHUT_WR))
 		sc_fail_errno("shutdown(SHUT_WR)");
 	expect_hup(fd, "after both directions closed");
+	close(fd);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* late_accept                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Connections that the client opened and closed before the server got round
+ * to accept(): one empty, one with a request.  Both must still be accepted,
+ * in order, the empty one reading end of stream at once and the other its
+ * bytes and then end of stream; nothing may be lost or reordered.
+ */
+#define LATE_ACCEPT_DELAY_MS 1000
+
+static uint64_t late_k(void)
+{
+	return sc_scaled(256 * 1024, 4096) + 5;
+}
+
+int late_accept_server(struct sc_ctx *ctx)
+{
+	struct timespec ts = { LATE_ACCEPT_DELAY_MS / 1000,
+			       (LATE_ACCEPT_DELAY_MS % 1000) * 1000000L };
+	int empty, full, marker;
+
+	/*
+	 * The one sleep in sockcheck, on purpose: accept() late, after the
+	 * client has closed its first two connections (a busy program).
+	 */
+	sc_step("accept late");
+	nanosleep(&ts, NULL);
+	sc_progress();
+	empty = sc_accept(ctx->lfd);
+	sc_expect_eof(empty, "connection closed before accept, nothing sent");
+	close(empty);
+	full = sc_accept(ctx->lfd);
+	sc_recv_stream(full, sc_seed(7), 0, late_k(), "request sent before accept");
+	sc_expect_eof(full, "after the request");
+	close(full);
+	marker = sc_accept(ctx->lfd);
+	if (sc_recv_u64(marker, "marker") != 0x1a7eacce)
+		sc_fail("third connection: wrong marker");
+	sc_send_token(marker, 'k');
+	sc_expect_eof(marker, "after the marker");
+	close(marker);
+	return 0;
+}
+
+int late_accept_client(struct sc_ctx *ctx)
+{
+	int fd;
+
+	sc_step("open and close before the server accepts");
+	fd = sc_connect(ctx);
+	close(fd);
+	fd = sc_connect(ctx);
+	sc_send_stream(fd, sc_seed(7), 0, late_k(), "request");
+	close(fd);
+	fd = sc_connect(ctx);
+	sc_send_u64(fd, 0x1a7eacce);
+	sc_recv_token(fd, 'k', "server saw all three");
 	close(fd);
 	return 0;
 }
