@@ -460,23 +460,18 @@ static void listener_enqueue(struct rt_conn *c)
 static bool listener_drop_pending(struct rt_conn *c)
 {
 	struct rt_listener *l = c->listener;
-	struct rt_conn **pp;
+	struct rt_conn **pp, *prev = NULL;
 	bool found = false;
 
 	if (!l)
 		return false;
 	pthread_mutex_lock(&l->lock);
-	for (pp = &l->pending_head; *pp; pp = &(*pp)->next_pending) {
+	for (pp = &l->pending_head; *pp; prev = *pp, pp = &(*pp)->next_pending) {
 		if (*pp != c)
 			continue;
 		*pp = c->next_pending;
-		if (l->pending_tail == c) {
-			struct rt_conn *t = l->pending_head;
-
-			while (t && t->next_pending)
-				t = t->next_pending;
-			l->pending_tail = t;
-		}
+		if (l->pending_tail == c)
+			l->pending_tail = prev;
 		c->next_pending = NULL;
 		c->queued = false;
 		l->npending--;
@@ -826,7 +821,6 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 	    (c->state == CS_FAILED || c->peer_gone) && listener_drop_pending(c)) {
 		log_debug(c->id, "dropped: the peer left before the program accepted it");
 		c->owner_gone = true;
-		c->deadline_ms = now;
 	}
 	/*
 	 * A server connection that failed before it was ever queued has no

@@ -167,12 +167,10 @@ done
 
 # --- summary ----------------------------------------------------------------------------
 total=$((SECONDS - start))
-python3 - "$out" "$total" "$topology" <<'EOF' || true
+python3 - "$out" "$total" "$topology" "${cases[@]%%|*}" <<'EOF' || true
 import json, os, sys
-out, total, topology = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+out, total, topology, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 rows, summary = [], {"topology": topology, "suite_seconds": total, "cases": {}}
-names = ["precopy-tcp", "precopy", "multifd", "postcopy", "cancel", "kill-dst", "untouched-port",
-         "zero-copy", "pin-limit"]
 for name in names:
     p = os.path.join(out, name + ".json")
     if not os.path.exists(p):

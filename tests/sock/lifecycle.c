@@ -113,6 +113,7 @@ int eof_server(struct sc_ctx *ctx)
  * bytes and then end of stream; nothing may be lost or reordered.
  */
 #define LATE_ACCEPT_DELAY_MS 1000
+#define LATE_ACCEPT_MARKER 0x1a7eacceull
 
 static uint64_t late_k(void)
 {
@@ -140,7 +141,7 @@ int late_accept_server(struct sc_ctx *ctx)
 	sc_expect_eof(full, "after the request");
 	close(full);
 	marker = sc_accept(ctx->lfd);
-	if (sc_recv_u64(marker, "marker") != 0x1a7eacce)
+	if (sc_recv_u64(marker, "marker") != LATE_ACCEPT_MARKER)
 		sc_fail("third connection: wrong marker");
 	sc_send_token(marker, 'k');
 	sc_expect_eof(marker, "after the marker");
@@ -159,7 +160,7 @@ int late_accept_client(struct sc_ctx *ctx)
 	sc_send_stream(fd, sc_seed(7), 0, late_k(), "request");
 	close(fd);
 	fd = sc_connect(ctx);
-	sc_send_u64(fd, 0x1a7eacce);
+	sc_send_u64(fd, LATE_ACCEPT_MARKER);
 	sc_recv_token(fd, 'k', "server saw all three");
 	close(fd);
 	return 0;

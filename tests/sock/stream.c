@@ -817,20 +817,30 @@ int many_conns_server(struct sc_ctx *ctx)
 	return 0;
 }
 
-int many_conns_client(struct sc_ctx *ctx)
+#define MAX_THREADS 8
+
+/* n threads running fn, the i-th given {ctx, id i}; returns when all end. */
+static void run_threads(struct sc_ctx *ctx, int n, void *(*fn)(void *))
 {
-	struct many_arg a[MANY];
-	pthread_t t[MANY];
+	struct many_arg a[MAX_THREADS];
+	pthread_t t[MAX_THREADS];
 	int i;
 
-	sc_step("5 concurrent connections");
-	for (i = 0; i < MANY; i++) {
+	if (n > MAX_THREADS)
+		sc_fail("run_threads: %d threads, at most %d", n, MAX_THREADS);
+	for (i = 0; i < n; i++) {
 		a[i] = (struct many_arg){ .ctx = ctx, .id = i, .fd = -1 };
-		if (pthread_create(&t[i], NULL, many_client_thread, &a[i]))
+		if (pthread_create(&t[i], NULL, fn, &a[i]))
 			sc_fail("pthread_create");
 	}
-	for (i = 0; i < MANY; i++)
+	for (i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
+}
+
+int many_conns_client(struct sc_ctx *ctx)
+{
+	sc_step("5 concurrent connections");
+	run_threads(ctx, MANY, many_client_thread);
 	return 0;
 }
 
@@ -914,26 +924,10 @@ static void *churn_server_thread(void *p)
 	return NULL;
 }
 
-static int churn_run(struct sc_ctx *ctx, void *(*fn)(void *))
-{
-	struct many_arg a[CHURN_THREADS];
-	pthread_t t[CHURN_THREADS];
-	int i;
-
-	for (i = 0; i < CHURN_THREADS; i++) {
-		a[i] = (struct many_arg){ .ctx = ctx, .id = i, .fd = -1 };
-		if (pthread_create(&t[i], NULL, fn, &a[i]))
-			sc_fail("pthread_create");
-	}
-	for (i = 0; i < CHURN_THREADS; i++)
-		pthread_join(t[i], NULL);
-	return 0;
-}
-
 int churn_server(struct sc_ctx *ctx)
 {
 	sc_step("accept and verify churning connections");
-	churn_run(ctx, churn_server_thread);
+	run_threads(ctx, CHURN_THREADS, churn_server_thread);
 	if (many_seen != CHURN_THREADS * churn_rounds())
 		sc_fail("%u connections verified, want %u", many_seen,
 			CHURN_THREADS * churn_rounds());
@@ -943,5 +937,6 @@ int churn_server(struct sc_ctx *ctx)
 int churn_client(struct sc_ctx *ctx)
 {
 	sc_step("4 threads open, fill and close connections back to back");
-	return churn_run(ctx, churn_client_thread);
+	run_threads(ctx, CHURN_THREADS, churn_client_thread);
+	return 0;
 }
