@@ -791,6 +791,14 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 	pthread_mutex_lock(&c->lock);
 	if (c->destroyed)
 		goto out;
+	/*
+	 * Nobody may have reaped for a while (a program that does not read):
+	 * answer keepalive probes and take credits, and send what a write
+	 * held back if no write has added to it since the last tick.
+	 */
+	conn_progress(c);
+	tx_flush_if_idle(c);
+	conn_arm(c);
 	if (c->state < CS_ESTABLISHED && now > c->deadline_ms) {
 		snprintf(why, sizeof(why), "no answer within %u ms", rt_g.opts.connect_timeout_ms);
 		conn_fail(c, ETIMEDOUT, why);
@@ -835,7 +843,7 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 		rdma_disconnect(c->cm_id);
 	}
 	if (c->owner_gone) {
-		bool drained = c->sq_outstanding == 0;
+		bool drained = conn_sq_idle(c);
 
 		if (!c->disconnecting && (c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED) &&
 		    ((drained && c->fin_sent) || now > c->deadline_ms || c->peer_gone)) {

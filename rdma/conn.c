@@ -27,7 +27,7 @@ struct rt_conn *conn_alloc(bool is_server)
 	pthread_cond_init(&c->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	clock_gettime(CLOCK_MONOTONIC, &c->t_start);
-	c->last_rx_ms = c->last_tx_ms = rt_now_ms();
+	c->last_rx_ms = c->last_tx_ms = rt_coarse_ms();
 	c->end_reason = "close";
 	/*
 	 * No deadline until the caller starts the set-up: the service thread's
@@ -110,7 +110,7 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 							     : RT_MAX_SGE;
 	c->nrecv = RT_DATA_CREDITS + RT_CTRL_RECVS;
 	c->ring_size = (uint32_t)rt_g.opts.ring_size;
-	send_wr = RT_TX_SLOTS * (RT_MAX_WR_PER_MSG + 1) + RT_CTRL_SLOTS;
+	send_wr = RT_SQ_DEPTH;
 
 	c->pd = ibv_alloc_pd(id->verbs);
 	if (!c->pd)
@@ -130,8 +130,11 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	c->cq = ibv_create_cq(id->verbs, (int)(send_wr + c->nrecv), c, c->chan, 0);
 	if (!c->cq)
 		goto fail_errno;
+	/* Armed for the first completion; conn_arm() decides from then on. */
 	if (ibv_req_notify_cq(c->cq, 0))
 		goto fail_errno;
+	c->cq_armed = true;
+	c->cq_armed_any = true;
 
 	memset(&qa, 0, sizeof(qa));
 	qa.send_cq = c->cq;
@@ -315,7 +318,15 @@ void conn_fail(struct rt_conn *c, int err, const char *reason)
 
 static bool conn_can_send(const struct rt_conn *c)
 {
-	return c->ctx.msgs_avail > 0 && !c->slots[c->slot_next].busy;
+	if (credit_tx_ring_used(&c->ctx) >= c->ctx.ring_size)
+		return false;
+	return c->tx.open || (c->ctx.msgs_avail > 0 && !c->slots[c->slot_next].busy);
+}
+
+static bool conn_readable(const struct rt_conn *c)
+{
+	return c->rx_ready || c->fin_received || c->shut_rd || c->state == CS_FAILED ||
+	       c->peer_gone;
 }
 
 /* Called with c->lock held. */
@@ -325,7 +336,7 @@ void conn_update_events(struct rt_conn *c, bool newdata)
 	bool broken = c->state == CS_FAILED;
 	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
 
-	if (c->rx_ready || c->fin_received || c->shut_rd || broken || c->peer_gone)
+	if (conn_readable(c))
 		ev |= RT_EV_READABLE;
 	if (c->fin_received || c->shut_rd || broken || c->peer_gone)
 		ev |= RT_EV_RDHUP;
@@ -337,6 +348,8 @@ void conn_update_events(struct rt_conn *c, bool newdata)
 		ev |= RT_EV_ERR;
 	if (!c->notify)
 		return;
+	if (c->in_call)
+		newdata = false;
 	if (ev != c->last_events || newdata) {
 		c->last_events = ev;
 		c->notify(c->notify_arg, ev | (newdata ? RT_EV_NEWDATA : 0));
@@ -348,46 +361,106 @@ uint64_t rt_deadline(int timeout_ms)
 	return timeout_ms > 0 ? rt_now_ms() + (uint64_t)timeout_ms : 0;
 }
 
-bool conn_wait_until(struct rt_conn *c, uint64_t deadline_ms)
+/* Which completion events somebody needs: 0 none, 1 solicited ones (messages), 2 all. */
+static int events_needed(const struct rt_conn *c)
 {
-	uint64_t now;
+	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
 
-	if (!deadline_ms) {
-		conn_wait(c);
-		return true;
-	}
-	now = rt_now_ms();
-	if (now >= deadline_ms)
+	if (!c->cq || c->destroyed || c->state == CS_FAILED)
+		return 0;
+	/* Credits come unsolicited: a writer short of window needs every completion. */
+	if (c->sleepers_any || (up && !c->shut_wr && !c->fin_sent && !conn_can_send(c)))
+		return 2;
+	if (c->sleepers || !conn_readable(c))
+		return 1;
+	return 0;
+}
+
+bool conn_arm(struct rt_conn *c)
+{
+	int need = events_needed(c);
+
+	if (!need || (c->cq_armed && (c->cq_armed_any || need == 1)))
 		return false;
-	if (deadline_ms - now < 1000) {
-		struct timespec ts = rt_abs_timeout((unsigned)(deadline_ms - now));
+	if (ibv_req_notify_cq(c->cq, need == 1))
+		return false;
+	c->cq_armed = true;
+	c->cq_armed_any = need == 2;
+	/* What completed before the request raises no event: reap it now. */
+	return conn_progress(c);
+}
 
-		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-	} else {
-		conn_wait(c);
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * MIGRDMA_BUSY_POLL_US: poll the completion queue for up to that long
+ * before paying for a sleep and a wake-up.  The lock is dropped between
+ * polls so other threads can post meanwhile.  True if anything completed.
+ */
+static bool spin_for_progress(struct rt_conn *c)
+{
+	uint64_t until;
+	unsigned i;
+
+	if (!rt_g.opts.busy_poll_us)
+		return false;
+	until = now_us() + rt_g.opts.busy_poll_us;
+	for (i = 1;; i++) {
+		if (conn_progress(c))
+			return true;
+		pthread_mutex_unlock(&c->lock);
+		for (unsigned k = 0; k < 32; k++)
+			__builtin_ia32_pause();
+		pthread_mutex_lock(&c->lock);
+		/* Reading the clock may be a system call: not on every turn. */
+		if (i % 16 == 0 && now_us() >= until)
+			return false;
 	}
+}
+
+bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, bool any)
+{
+	unsigned ms = 1000;
+	struct timespec ts;
+	bool reaped;
+
+	if (spin_for_progress(c))
+		return true;
+	if (deadline_ms) {
+		uint64_t now = rt_now_ms();
+
+		if (now >= deadline_ms)
+			return false;
+		if (deadline_ms - now < ms)
+			ms = (unsigned)(deadline_ms - now);
+	}
+	if (any)
+		c->sleepers_any++;
+	else
+		c->sleepers++;
+	reaped = conn_arm(c);
+	/* Bounded so a lost wake-up costs a second, never a hang. */
+	if (!reaped) {
+		ts = rt_abs_timeout(ms);
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	}
+	if (any)
+		c->sleepers_any--;
+	else
+		c->sleepers--;
 	return true;
 }
 
 void conn_wait(struct rt_conn *c)
 {
-	struct timespec ts;
+	struct timespec ts = rt_abs_timeout(1000);
 
-	if (rt_g.opts.busy_poll_us) {
-		uint64_t until = rt_now_ms() * 1000 + rt_g.opts.busy_poll_us;
-		uint64_t seen_rx = c->stats.msgs_in, seen_done = c->seq_done;
-		struct timespec now;
-
-		/* Spin on the CQ for a while before paying for a sleep. */
-		do {
-			conn_progress(c);
-			if (c->stats.msgs_in != seen_rx || c->seq_done != seen_done)
-				return;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-		} while ((uint64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 < until);
-	}
-	/* Bounded so a lost wake-up costs a second, never a hang. */
-	ts = rt_abs_timeout(1000);
 	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 }
 
@@ -464,6 +537,9 @@ void rt_conn_close(struct rt_conn *c)
 	pthread_mutex_lock(&c->lock);
 	c->owner_gone = true;
 	c->notify = NULL;
+	tx_flush(c);
+	log_debug(c->id, "closed by the program: %llu messages out, %llu in",
+		 (unsigned long long)c->stats.msgs_out, (unsigned long long)c->stats.msgs_in);
 	if (c->state == CS_ESTABLISHED && !c->fin_sent) {
 		c->shut_wr = true;
 		conn_send_ctrl(c, WIRE_OP_FIN);
@@ -486,17 +562,18 @@ void rt_quiesce_at_exit(unsigned timeout_ms)
 	for (c = rt_g.conns; c; c = c->next_all) {
 		pthread_mutex_lock(&c->lock);
 		if (c->state == CS_ESTABLISHED && !c->fin_sent && !c->destroyed) {
+			tx_flush(c);
 			c->shut_wr = true;
 			conn_send_ctrl(c, WIRE_OP_FIN);
 		}
 		pthread_mutex_unlock(&c->lock);
 	}
-	/* Completions arrive through the service thread; poll for them. */
 	while (busy && rt_now_ms() < deadline) {
 		busy = false;
 		for (c = rt_g.conns; c; c = c->next_all) {
 			pthread_mutex_lock(&c->lock);
-			if (!c->destroyed && c->qp && c->state != CS_FAILED && c->sq_outstanding)
+			conn_progress(c);
+			if (!c->destroyed && c->qp && c->state != CS_FAILED && !conn_sq_idle(c))
 				busy = true;
 			pthread_mutex_unlock(&c->lock);
 		}

@@ -26,7 +26,29 @@
 #define RT_MAX_SGE		32u
 #define RT_MAX_SEGS		2048u		/* segment descriptors in one DATA message */
 #define RT_MAX_REFS		(RT_MAX_WR_PER_MSG * RT_MAX_SGE)
+#define RT_SQ_DEPTH		(RT_TX_SLOTS * (RT_MAX_WR_PER_MSG + 1) + RT_CTRL_SLOTS)
 #define RT_LINGER_MS		10000u		/* how long close waits for sends to drain */
+/*
+ * A write of at least this many bytes may leave its tail unposted so the
+ * next write can join it (see send.c); smaller ones are posted at once,
+ * since they are usually a request someone waits for.
+ */
+#define RT_HOLD_MIN_CALL	(16u * 1024)
+/* Stop holding once a message carries this many bytes. */
+#define RT_HOLD_TARGET		(1024u * 1024)
+/* Without a signalled one among them, at most this many control messages are posted. */
+#define RT_CTRL_SIGNAL_EVERY	8u
+
+/* Work request ids: what completed, and which slot or sequence number. */
+#define RT_WR_KIND_SHIFT	56
+#define RT_WR_RECV		1ULL
+#define RT_WR_DATA		2ULL
+#define RT_WR_CTRL		3ULL
+
+static inline uint64_t rt_wr_id(uint64_t kind, uint64_t value)
+{
+	return kind << RT_WR_KIND_SHIFT | value;
+}
 
 enum rt_obj_kind { RT_OBJ_CONN = 1, RT_OBJ_LISTENER = 2, RT_OBJ_WATCH = 3 };
 
@@ -53,6 +75,35 @@ struct tx_slot {
 	unsigned nrefs;
 	struct regcache_entry *refs[RT_MAX_REFS];
 	uint64_t seq;
+	uint64_t ctrl_before;		/* control messages posted before this one */
+};
+
+/*
+ * The DATA message being assembled.  It outlives the write that opened it
+ * when that write is held back for the next one to join (send.c).
+ */
+struct tx_msg {
+	bool open;
+	bool must_wait;			/* holds program memory the program may reuse at once */
+	struct tx_slot *slot;
+	unsigned slot_idx;
+	uint8_t *buf;
+	uint32_t cap;			/* message capacity: the peer's message size */
+	uint32_t inline_len;
+	uint32_t ring_len;
+	uint32_t ring_budget;		/* ring bytes granted for this message */
+	uint32_t remote_off;		/* ring offset of the first ring byte */
+	unsigned nseg;
+	bool last_seg_ring;
+	uint32_t segs[RT_MAX_SEGS];
+	struct ibv_sge sge[RT_MAX_WR_PER_MSG][RT_MAX_SGE];
+	unsigned nsge[RT_MAX_WR_PER_MSG];
+	unsigned nwr;			/* WRITEs started (the last one may be filling) */
+	uint64_t zcopy_bytes;
+	uint64_t inline_bytes;
+	unsigned registrations;
+	uint64_t gen;			/* bumped whenever a write adds to it */
+	uint64_t gen_seen;		/* what the service thread's last tick saw */
 };
 
 struct rx_msg {
@@ -104,7 +155,28 @@ struct rt_conn {
 	bool ctrl_credit_pending;	/* a CREDIT is owed but no slot was free */
 	bool ctrl_fin_pending;
 	bool ctrl_pong_pending;
-	unsigned sq_outstanding;
+	unsigned data_wrs_outstanding;	/* work requests of DATA messages not yet completed */
+	uint64_t ctrl_posted;		/* control messages posted, ever */
+	uint64_t ctrl_done;		/* of them, known to be complete */
+	unsigned ctrl_unsignalled;	/* posted since the last signalled one */
+	struct tx_msg tx;		/* the DATA message being assembled */
+
+	/*
+	 * Completion events are requested only when somebody needs waking:
+	 * a sleeping thread, or a program waiting on the doorbell.  Otherwise
+	 * the threads that call in reap the completion queue themselves.
+	 */
+	bool cq_armed;
+	bool cq_armed_any;		/* armed for every completion, not only solicited ones */
+	unsigned sleepers;		/* threads in conn_sleep() waiting for a message */
+	unsigned sleepers_any;		/* ... waiting for any completion (their own sends) */
+	bool nodelay;			/* TCP_NODELAY: never hold a write back */
+	/*
+	 * A program thread is inside a read or write: arrivals it reaps are
+	 * no news to anybody waiting (it is the reader, or the reader will
+	 * find them), so they ring no doorbell.
+	 */
+	unsigned in_call;
 
 	struct rx_msg rxq[RT_DATA_CREDITS];
 	unsigned rxq_head;
@@ -154,7 +226,7 @@ struct rt_conn {
 
 	struct timespec t_start;
 	uint64_t deadline_ms;		/* connect deadline, or close linger deadline */
-	uint64_t last_rx_ms;
+	uint64_t last_rx_ms;		/* coarse clock (rt_coarse_ms) */
 	uint64_t last_tx_ms;
 	struct rt_conn_stats stats;
 	size_t registered_peak_at_start;
@@ -209,6 +281,8 @@ struct rt_global {
 extern struct rt_global rt_g;
 
 uint64_t rt_now_ms(void);
+/* A clock good to a scheduler tick that costs no system call (for keepalive). */
+uint64_t rt_coarse_ms(void);
 struct timespec rt_abs_timeout(unsigned ms);
 
 /* device.c */
@@ -225,14 +299,40 @@ void conn_fail(struct rt_conn *c, int err, const char *reason);
 void conn_update_events(struct rt_conn *c, bool newdata);
 void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h);
 void conn_local_hello(const struct rt_conn *c, struct wire_hello *h);
+/* Wait for the service thread's news (set-up), bounded to a second. */
 void conn_wait(struct rt_conn *c);
-/* Wait until woken or deadline (ms, 0 = none); false once the deadline passed. */
-bool conn_wait_until(struct rt_conn *c, uint64_t deadline_ms);
 uint64_t rt_deadline(int timeout_ms);
 void conn_wake_service(void);
+/*
+ * Ask for a completion event if anybody will need waking by one (lock
+ * held).  Returns true if completions were reaped on the way.
+ */
+bool conn_arm(struct rt_conn *c);
+/*
+ * Wait (lock held, released while asleep) until something happens on the
+ * connection or deadline_ms (0: none) passes; false once it has passed.
+ * any: the caller waits for its own sends to complete, not for a message.
+ */
+bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, bool any);
+/* Every work request posted so far has completed (lock held). */
+bool conn_sq_idle(const struct rt_conn *c);
+
+/* defer.c */
+/* May a write return while the device has yet to read [addr, addr+len)? */
+bool defer_allowed(const void *addr, size_t len);
+/* Bracket calls into libibverbs, whose madvise calls are its own, not the program's. */
+void rt_defer_enter_verbs(void);
+void rt_defer_leave_verbs(void);
+
+/* send.c */
+/* Post the DATA message being assembled, if it holds anything (lock held). */
+int tx_flush(struct rt_conn *c);
+/* The service thread's tick: post a held message no write has added to since. */
+void tx_flush_if_idle(struct rt_conn *c);
 
 /* progress.c */
-void conn_progress(struct rt_conn *c);
+/* Reap the completion queue; returns true if anything completed (lock held). */
+bool conn_progress(struct rt_conn *c);
 int conn_post_recv(struct rt_conn *c, unsigned idx);
 void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op);
 void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,

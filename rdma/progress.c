@@ -2,7 +2,9 @@
 /*
  * Completion processing: received messages are validated and queued,
  * finished sends release their slots and registrations, and control
- * messages (credits, FIN, keepalive) are sent from here.
+ * messages (credits, FIN, keepalive) are sent from here.  The completion
+ * queue is reaped by whichever thread calls in (a program thread in a read
+ * or write, the service thread on an event or its tick).
  * Every function is called with c->lock held.
  */
 #include <errno.h>
@@ -11,15 +13,9 @@
 #include "internal.h"
 #include "shim/log.h"
 
-#define WR_KIND_SHIFT	32
-#define WR_RECV		1ULL
-#define WR_DATA		2ULL
-#define WR_CTRL		3ULL
-
-static uint64_t wr_id(uint64_t kind, unsigned idx)
-{
-	return kind << WR_KIND_SHIFT | idx;
-}
+/* A control message's work request id: its number, and its slot (none if inline). */
+#define CTRL_NO_SLOT	0xffu
+#define CTRL_SLOT_BITS	8
 
 int conn_post_recv(struct rt_conn *c, unsigned idx)
 {
@@ -30,7 +26,7 @@ int conn_post_recv(struct rt_conn *c, unsigned idx)
 	sge.length = RT_MSG_SIZE;
 	sge.lkey = c->rbuf_mr->lkey;
 	memset(&wr, 0, sizeof(wr));
-	wr.wr_id = wr_id(WR_RECV, idx);
+	wr.wr_id = rt_wr_id(RT_WR_RECV, idx);
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
 	return ibv_post_recv(c->qp, &wr, &bad) ? -1 : 0;
@@ -52,23 +48,43 @@ void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op)
 	conn_send_ctrl_payload(c, op, NULL, 0);
 }
 
+/* A free control buffer, or RT_CTRL_SLOTS if none. */
+static unsigned ctrl_free_slot(const struct rt_conn *c)
+{
+	unsigned i;
+
+	for (i = 0; i < RT_CTRL_SLOTS && c->ctrl_busy[i]; i++)
+		;
+	return i;
+}
+
 void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,
 			    uint32_t len)
 {
+	uint8_t inline_buf[RT_CTRL_BUF];
 	struct ibv_send_wr wr, *bad;
 	struct wire_hdr h;
 	struct ibv_sge sge;
-	uint8_t *buf;
-	unsigned i;
+	bool inl = WIRE_HDR_LEN + len <= c->max_inline;
+	unsigned slot = CTRL_NO_SLOT;
+	uint8_t *buf = inline_buf;
 
 	if (!c->qp || c->state == CS_FAILED || c->disconnecting)
 		return;
-	for (i = 0; i < RT_CTRL_SLOTS && c->ctrl_busy[i]; i++)
-		;
-	if (i == RT_CTRL_SLOTS) {
-		/* Sent when a control slot frees up (conn_flush_pending_ctrl). */
+	if (c->data_wrs_outstanding + (c->ctrl_posted - c->ctrl_done) + 1 > RT_SQ_DEPTH) {
+		/* Posting now would overflow the send queue: after the next reap. */
 		ctrl_pending_flag(c, op, true);
 		return;
+	}
+	if (!inl) {
+		/* The device cannot copy it at post time: it needs a buffer until done. */
+		slot = ctrl_free_slot(c);
+		if (slot == RT_CTRL_SLOTS) {
+			/* Sent when a control slot frees up (conn_flush_pending_ctrl). */
+			ctrl_pending_flag(c, op, true);
+			return;
+		}
+		buf = c->sbufs + (size_t)RT_TX_SLOTS * RT_MSG_SIZE + (size_t)slot * RT_CTRL_BUF;
 	}
 	ctrl_pending_flag(c, op, false);
 
@@ -77,7 +93,6 @@ void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *
 	h.opcode = op;
 	h.inline_len = len;
 	credit_rx_take(&c->crx, &h.credit_msgs, &h.credit_ring);
-	buf = c->sbufs + (size_t)RT_TX_SLOTS * RT_MSG_SIZE + (size_t)i * RT_CTRL_BUF;
 	wire_hdr_encode(&h, buf);
 	if (len)
 		memcpy(buf + WIRE_HDR_LEN, payload, len);
@@ -86,20 +101,38 @@ void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *
 	sge.length = WIRE_HDR_LEN + len;
 	sge.lkey = c->sbuf_mr->lkey;
 	memset(&wr, 0, sizeof(wr));
-	wr.wr_id = wr_id(WR_CTRL, i);
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
 	wr.opcode = IBV_WR_SEND;
-	wr.send_flags = IBV_SEND_SIGNALED;
-	if (c->max_inline >= sge.length)
+	/*
+	 * A credit only matters to a sender that waits for it, and such a
+	 * sender asked for every completion; the rest may wake the peer.
+	 */
+	if (op != WIRE_OP_CREDIT)
+		wr.send_flags |= IBV_SEND_SOLICITED;
+	if (inl)
 		wr.send_flags |= IBV_SEND_INLINE;
+	/*
+	 * Inline control messages are signalled only now and then, to free
+	 * their send-queue entries: a completion covers all posted before it.
+	 * FIN and RESET are signalled so that a drained queue can be seen.
+	 */
+	if (!inl || op == WIRE_OP_FIN || op == WIRE_OP_RESET ||
+	    c->ctrl_unsignalled + 1 >= RT_CTRL_SIGNAL_EVERY)
+		wr.send_flags |= IBV_SEND_SIGNALED;
+	wr.wr_id = rt_wr_id(RT_WR_CTRL, (c->ctrl_posted + 1) << CTRL_SLOT_BITS | slot);
 	if (ibv_post_send(c->qp, &wr, &bad)) {
 		conn_fail(c, ECONNRESET, "cannot post a control message");
 		return;
 	}
-	c->ctrl_busy[i] = true;
-	c->sq_outstanding++;
-	c->last_tx_ms = rt_now_ms();
+	c->ctrl_posted++;
+	if (wr.send_flags & IBV_SEND_SIGNALED)
+		c->ctrl_unsignalled = 0;
+	else
+		c->ctrl_unsignalled++;
+	if (slot != CTRL_NO_SLOT)
+		c->ctrl_busy[slot] = true;
+	c->last_tx_ms = rt_coarse_ms();
 	if (op == WIRE_OP_FIN)
 		c->fin_sent = true;
 }
@@ -132,7 +165,7 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	/* After a failure the rest of the queue is noise, not news. */
 	if (c->state == CS_FAILED)
 		return;
-	c->last_rx_ms = rt_now_ms();
+	c->last_rx_ms = rt_coarse_ms();
 	c->ping_outstanding = false;
 	lim.ring_size = c->ring_size;
 	lim.ring_pos = c->crx.ring_pos;
@@ -210,25 +243,40 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	}
 }
 
-static void handle_send_done(struct rt_conn *c, uint64_t kind, unsigned idx)
+static void handle_send_done(struct rt_conn *c, uint64_t kind, uint64_t value)
 {
 	struct tx_slot *s;
+	unsigned idx;
 
-	if (kind == WR_CTRL && idx < RT_CTRL_SLOTS) {
-		c->ctrl_busy[idx] = false;
-		c->sq_outstanding--;
+	if (kind == RT_WR_CTRL) {
+		uint64_t n = value >> CTRL_SLOT_BITS;
+
+		idx = (unsigned)(value & ((1u << CTRL_SLOT_BITS) - 1));
+		if (idx < RT_CTRL_SLOTS)
+			c->ctrl_busy[idx] = false;
+		if (n > c->ctrl_done && n <= c->ctrl_posted)
+			c->ctrl_done = n;
 		return;
 	}
-	if (kind != WR_DATA || idx >= RT_TX_SLOTS)
+	idx = (unsigned)value;
+	if (kind != RT_WR_DATA || idx >= RT_TX_SLOTS || !c->slots[idx].busy)
 		return;
 	s = &c->slots[idx];
 	for (unsigned i = 0; i < s->nrefs; i++)
 		regcache_put(c->regcache, s->refs[i]);
 	s->nrefs = 0;
 	s->busy = false;
-	c->sq_outstanding -= s->nwr;
+	c->data_wrs_outstanding -= s->nwr;
 	if (s->seq > c->seq_done)
 		c->seq_done = s->seq;
+	/* Completions come in order: every control message before it is done too. */
+	if (s->ctrl_before > c->ctrl_done)
+		c->ctrl_done = s->ctrl_before;
+}
+
+bool conn_sq_idle(const struct rt_conn *c)
+{
+	return c->data_wrs_outstanding == 0 && c->ctrl_done == c->ctrl_posted;
 }
 
 static const char *wc_error_reason(enum ibv_wc_status st)
@@ -245,23 +293,23 @@ static const char *wc_error_reason(enum ibv_wc_status st)
 	}
 }
 
-void conn_progress(struct rt_conn *c)
+bool conn_progress(struct rt_conn *c)
 {
 	struct ibv_wc wc[32];
 	bool changed = false, newdata = false;
 	int n, i;
 
 	if (!c->cq || c->destroyed)
-		return;
+		return false;
 	while ((n = ibv_poll_cq(c->cq, 32, wc)) > 0) {
 		changed = true;
 		for (i = 0; i < n; i++) {
-			uint64_t kind = wc[i].wr_id >> WR_KIND_SHIFT;
-			unsigned idx = (unsigned)(wc[i].wr_id & 0xffffffffu);
+			uint64_t kind = wc[i].wr_id >> RT_WR_KIND_SHIFT;
+			uint64_t value = wc[i].wr_id & ((1ULL << RT_WR_KIND_SHIFT) - 1);
 
 			if (wc[i].status != IBV_WC_SUCCESS) {
-				if (kind == WR_DATA || kind == WR_CTRL)
-					handle_send_done(c, kind, idx);
+				if (kind == RT_WR_DATA || kind == RT_WR_CTRL)
+					handle_send_done(c, kind, value);
 				if (wc[i].status == IBV_WC_WR_FLUSH_ERR &&
 				    (c->disconnecting || c->peer_gone || c->state == CS_FAILED))
 					continue;
@@ -271,17 +319,18 @@ void conn_progress(struct rt_conn *c)
 					conn_fail(c, ECONNRESET, wc_error_reason(wc[i].status));
 				continue;
 			}
-			if (kind == WR_RECV && idx < c->nrecv)
-				handle_recv(c, idx, wc[i].byte_len, &newdata);
+			if (kind == RT_WR_RECV && value < c->nrecv)
+				handle_recv(c, (unsigned)value, wc[i].byte_len, &newdata);
 			else
-				handle_send_done(c, kind, idx);
+				handle_send_done(c, kind, value);
 		}
 	}
 	if (n < 0)
 		conn_fail(c, EIO, "polling the completion queue failed");
 	if (!changed)
-		return;
+		return false;
 	conn_flush_pending_ctrl(c);
 	pthread_cond_broadcast(&c->cond);
 	conn_update_events(c, newdata);
+	return true;
 }

@@ -150,6 +150,10 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	c->stats.reads++;
+	c->in_call++;
+	/* A reader may be waiting for the answer to what we hold back: send it. */
+	tx_flush(c);
+	conn_progress(c);
 	for (;;) {
 		if (c->shut_rd) {
 			ret = (ssize_t)got;
@@ -185,12 +189,14 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 			ret = got ? (ssize_t)got : -EAGAIN;
 			break;
 		}
-		if (!conn_wait_until(c, deadline)) {
+		if (!conn_sleep(c, deadline, false)) {
 			ret = got ? (ssize_t)got : -EAGAIN;
 			break;
 		}
 	}
+	c->in_call--;
 	conn_update_events(c, false);
+	conn_arm(c);
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -214,6 +220,7 @@ int rt_shutdown(struct rt_conn *c, int how)
 		conn_rx_discard(c);
 	}
 	if (how == SHUT_WR || how == SHUT_RDWR) {
+		tx_flush(c);
 		c->shut_wr = true;
 		if (!c->fin_sent && c->state == CS_ESTABLISHED)
 			conn_send_ctrl(c, WIRE_OP_FIN);

@@ -5,6 +5,21 @@
  * SEND that carries the small bytes inline and the segment list that puts
  * everything back in stream order.  The WRITEs are unsignalled: the RC
  * queue pair completes the SEND only after them.
+ *
+ * Nothing here waits that need not.  A write posts its messages and
+ * returns; completions are reaped by whichever thread calls in next.  It
+ * waits only for zero-copy bytes the program may overwrite the moment the
+ * call returns (memory rt_options.defer does not cover), or for window
+ * space.
+ *
+ * Fewer, larger messages cost fewer packets (every RDMA message is
+ * acknowledged) and fewer wake-ups at the receiver.  QEMU writes 128 KiB
+ * at a time, so a bulk write whose bytes may stay in flight is held back
+ * until the next write joins it, up to RT_HOLD_TARGET.  What is held is
+ * sent by the next write that is small (a request or a marker somebody
+ * waits for), by any read or shutdown or close of the connection, by the
+ * service thread's tick if nothing was added for a whole tick, or once
+ * the message is full.  TCP_NODELAY turns holding off.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,28 +37,6 @@ struct iov_cursor {
 	int iovcnt;
 	int i;
 	size_t off;
-};
-
-/* One DATA message being assembled in a send slot. */
-struct msg_builder {
-	struct rt_conn *c;
-	struct tx_slot *slot;
-	unsigned slot_idx;
-	uint8_t *buf;
-	uint32_t cap;			/* message capacity: the peer's message size */
-	uint32_t inline_len;
-	uint32_t ring_len;
-	uint32_t ring_budget;		/* ring bytes granted for this message */
-	uint32_t remote_off;		/* ring offset of the first ring byte */
-	unsigned nseg;
-	bool last_seg_ring;
-	uint32_t segs[RT_MAX_SEGS];
-	struct ibv_sge sge[RT_MAX_WR_PER_MSG][RT_MAX_SGE];
-	unsigned nsge[RT_MAX_WR_PER_MSG];
-	unsigned nwr;			/* WRITEs started (the last one may be filling) */
-	uint64_t zcopy_bytes;
-	uint64_t inline_bytes;
-	unsigned registrations;
 };
 
 /* The mapping (from /proc/self/maps) holding addr; 0 if none. */
@@ -103,47 +96,81 @@ static unsigned pin_whole_mapping(struct rt_conn *c, uintptr_t addr)
 	return made;
 }
 
+
 static bool zcopy_eligible(const struct iovec *v)
 {
 	return ((uintptr_t)v->iov_base & (PAGE_SIZE_BYTES - 1)) == 0 &&
 	       v->iov_len >= rt_g.opts.zcopy_min;
 }
 
-static uint32_t seg_room(const struct msg_builder *b, bool new_seg)
+static uint32_t seg_room(const struct tx_msg *m, bool new_seg)
 {
-	uint32_t used = WIRE_HDR_LEN + b->inline_len + 4 * (b->nseg + (new_seg ? 1 : 0));
+	uint32_t used = WIRE_HDR_LEN + m->inline_len + 4 * (m->nseg + (new_seg ? 1 : 0));
 
-	if (new_seg && b->nseg >= RT_MAX_SEGS)
+	if (new_seg && m->nseg >= RT_MAX_SEGS)
 		return 0;
-	return used >= b->cap ? 0 : b->cap - used;
+	return used >= m->cap ? 0 : m->cap - used;
 }
 
-static void add_seg(struct msg_builder *b, uint32_t n, bool ring)
+static void add_seg(struct tx_msg *m, uint32_t n, bool ring)
 {
-	if (b->nseg && b->last_seg_ring == ring &&
-	    (b->segs[b->nseg - 1] & WIRE_SEG_LEN_MASK) + (uint64_t)n <= WIRE_SEG_LEN_MASK) {
-		b->segs[b->nseg - 1] += n;
+	if (m->nseg && m->last_seg_ring == ring &&
+	    (m->segs[m->nseg - 1] & WIRE_SEG_LEN_MASK) + (uint64_t)n <= WIRE_SEG_LEN_MASK) {
+		m->segs[m->nseg - 1] += n;
 		return;
 	}
-	b->segs[b->nseg++] = wire_seg_encode(n, ring);
-	b->last_seg_ring = ring;
+	m->segs[m->nseg++] = wire_seg_encode(n, ring);
+	m->last_seg_ring = ring;
 }
 
 /* Copy up to n bytes inline; returns bytes taken. */
-static uint32_t take_inline(struct msg_builder *b, const uint8_t *src, size_t n)
+static uint32_t take_inline(struct tx_msg *m, const uint8_t *src, size_t n)
 {
-	bool new_seg = !(b->nseg && !b->last_seg_ring);
-	uint32_t room = seg_room(b, new_seg);
+	bool new_seg = !(m->nseg && !m->last_seg_ring);
+	uint32_t room = seg_room(m, new_seg);
 
 	if (n > room)
 		n = room;
 	if (!n)
 		return 0;
-	memcpy(b->buf + WIRE_HDR_LEN + b->inline_len, src, n);
-	b->inline_len += n;
-	add_seg(b, (uint32_t)n, false);
-	b->inline_bytes += n;
+	memcpy(m->buf + WIRE_HDR_LEN + m->inline_len, src, n);
+	m->inline_len += n;
+	add_seg(m, (uint32_t)n, false);
+	m->inline_bytes += n;
 	return (uint32_t)n;
+}
+
+/* Add [a, a+n) under ref to the message's WRITEs; false when they are full. */
+static bool add_sge(struct rt_conn *c, struct tx_msg *m, uintptr_t a, uint32_t n,
+		    const struct regcache_ref *ref)
+{
+	struct tx_slot *s = m->slot;
+	struct ibv_sge *prev;
+	unsigned w;
+
+	w = m->nwr ? m->nwr - 1 : 0;
+	prev = m->nwr && m->nsge[w] ? &m->sge[w][m->nsge[w] - 1] : NULL;
+	if (prev && prev->lkey == ref->lkey && prev->addr + prev->length == a &&
+	    s->nrefs && s->refs[s->nrefs - 1] == ref->entry) {
+		/* Neighbouring pages of one registration: one SGE, one reference. */
+		prev->length += n;
+		regcache_put(c->regcache, ref->entry);
+		return true;
+	}
+	if (s->nrefs >= RT_MAX_REFS)
+		return false;
+	if (m->nwr == 0 || m->nsge[w] == c->max_sge) {
+		if (m->nwr == RT_MAX_WR_PER_MSG)
+			return false;
+		m->nsge[m->nwr++] = 0;
+		w = m->nwr - 1;
+	}
+	m->sge[w][m->nsge[w]].addr = a;
+	m->sge[w][m->nsge[w]].length = n;
+	m->sge[w][m->nsge[w]].lkey = ref->lkey;
+	m->nsge[w]++;
+	s->refs[s->nrefs++] = ref->entry;
+	return true;
 }
 
 /*
@@ -151,23 +178,20 @@ static uint32_t take_inline(struct msg_builder *b, const uint8_t *src, size_t n)
  * taken, 0 when the message is full, or -1 when the memory cannot be
  * registered (the caller then copies it instead).
  */
-static int64_t take_zcopy(struct msg_builder *b, const uint8_t *src, size_t n)
+static int64_t take_zcopy(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, size_t n)
 {
-	struct rt_conn *c = b->c;
 	size_t chunk = rt_g.opts.chunk;
 	uintptr_t a = (uintptr_t)src;
 	struct regcache_ref ref;
-	struct ibv_sge *prev;
-	unsigned w;
 	int registered;
-	bool new_seg = !(b->nseg && b->last_seg_ring);
+	bool new_seg = !(m->nseg && m->last_seg_ring);
 
-	if (n > b->ring_budget - b->ring_len)
-		n = b->ring_budget - b->ring_len;
+	if (n > m->ring_budget - m->ring_len)
+		n = m->ring_budget - m->ring_len;
 	/* A registration never spans chunks: split at the boundary. */
 	if (n > chunk - (a & (chunk - 1)))
 		n = chunk - (a & (chunk - 1));
-	if (!n || !seg_room(b, new_seg) || b->slot->nrefs >= RT_MAX_REFS)
+	if (!n || !seg_room(m, new_seg) || m->slot->nrefs >= RT_MAX_REFS)
 		return 0;
 
 	if (regcache_get(c->regcache, src, n, &ref, &registered)) {
@@ -175,78 +199,83 @@ static int64_t take_zcopy(struct msg_builder *b, const uint8_t *src, size_t n)
 			  n, (const void *)src);
 		return -1;
 	}
-	b->registrations += registered;
+	m->registrations += registered;
 	if (registered && rt_g.opts.pin_all)
-		b->registrations += pin_whole_mapping(c, a);
-
-	if (b->nwr == 0 || b->nsge[b->nwr - 1] == c->max_sge) {
-		if (b->nwr == RT_MAX_WR_PER_MSG) {
-			regcache_put(c->regcache, ref.entry);
-			return 0;
-		}
-		b->nsge[b->nwr++] = 0;
+		m->registrations += pin_whole_mapping(c, a);
+	if (!add_sge(c, m, a, (uint32_t)n, &ref)) {
+		regcache_put(c->regcache, ref.entry);
+		return 0;
 	}
-	w = b->nwr - 1;
-	prev = b->nsge[w] ? &b->sge[w][b->nsge[w] - 1] : NULL;
-	if (prev && prev->lkey == ref.lkey && prev->addr + prev->length == a) {
-		/* One SGE for neighbouring pages; the extra reference keeps it simple. */
-		prev->length += (uint32_t)n;
-	} else {
-		struct ibv_sge *s = &b->sge[w][b->nsge[w]++];
-
-		s->addr = a;
-		s->length = (uint32_t)n;
-		s->lkey = ref.lkey;
-	}
-	b->slot->refs[b->slot->nrefs++] = ref.entry;
-	b->ring_len += (uint32_t)n;
-	add_seg(b, (uint32_t)n, true);
-	b->zcopy_bytes += n;
+	if (!m->must_wait && !defer_allowed(src, n))
+		m->must_wait = true;
+	m->ring_len += (uint32_t)n;
+	add_seg(m, (uint32_t)n, true);
+	m->zcopy_bytes += n;
 	return (int64_t)n;
 }
 
-static void builder_start(struct msg_builder *b, struct rt_conn *c)
+/* Can a new message be started: a free slot, a credit, and room in the send queue? */
+static bool tx_can_open(const struct rt_conn *c)
 {
-	b->c = c;
-	b->slot_idx = c->slot_next;
-	b->slot = &c->slots[b->slot_idx];
-	b->slot->nrefs = 0;
-	b->buf = c->sbufs + (size_t)b->slot_idx * RT_MSG_SIZE;
-	b->cap = c->peer_msg_size;
-	b->inline_len = 0;
-	b->ring_len = 0;
-	b->nseg = 0;
-	b->last_seg_ring = false;
-	b->nwr = 0;
-	b->zcopy_bytes = 0;
-	b->inline_bytes = 0;
-	b->registrations = 0;
-	b->remote_off = credit_tx_ring_offset(&c->ctx);
-	/* A quarter of the ring per message keeps several messages in flight. */
-	b->ring_budget = credit_tx_ring_grant(&c->ctx, c->ctx.ring_size / 4);
+	return c->ctx.msgs_avail > 0 && !c->slots[c->slot_next].busy &&
+	       c->data_wrs_outstanding + RT_MAX_WR_PER_MSG + 1 +
+	       (c->ctrl_posted - c->ctrl_done) <= RT_SQ_DEPTH;
 }
 
-static int builder_post(struct msg_builder *b)
+static void tx_open(struct rt_conn *c)
+{
+	struct tx_msg *m = &c->tx;
+
+	m->open = true;
+	m->must_wait = false;
+	m->slot_idx = c->slot_next;
+	m->slot = &c->slots[m->slot_idx];
+	m->slot->nrefs = 0;
+	m->buf = c->sbufs + (size_t)m->slot_idx * RT_MSG_SIZE;
+	m->cap = c->peer_msg_size;
+	m->inline_len = 0;
+	m->ring_len = 0;
+	m->nseg = 0;
+	m->last_seg_ring = false;
+	m->nwr = 0;
+	m->zcopy_bytes = 0;
+	m->inline_bytes = 0;
+	m->registrations = 0;
+	m->remote_off = credit_tx_ring_offset(&c->ctx);
+	m->ring_budget = 0;
+}
+
+/* Ring bytes the open message may still place: they only grow as credit returns. */
+static void tx_update_budget(struct rt_conn *c)
+{
+	/* A quarter of the ring per message keeps several messages in flight. */
+	uint32_t b = credit_tx_ring_grant(&c->ctx, c->ctx.ring_size / 4);
+
+	if (b > c->tx.ring_budget)
+		c->tx.ring_budget = b;
+}
+
+static int tx_post(struct rt_conn *c)
 {
 	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
-	struct rt_conn *c = b->c;
+	struct tx_msg *m = &c->tx;
 	struct ibv_sge send_sge;
 	struct wire_hdr h;
-	uint64_t remote = c->peer_ring_addr + b->remote_off;
+	uint64_t remote = c->peer_ring_addr + m->remote_off;
 	unsigned i, nw = 0;
 	uint32_t len;
 
 	memset(wrs, 0, sizeof(wrs));
-	for (i = 0; i < b->nwr; i++) {
+	for (i = 0; i < m->nwr; i++) {
 		uint32_t bytes = 0;
 
-		if (!b->nsge[i])
+		if (!m->nsge[i])
 			continue;
-		for (unsigned k = 0; k < b->nsge[i]; k++)
-			bytes += b->sge[i][k].length;
+		for (unsigned k = 0; k < m->nsge[i]; k++)
+			bytes += m->sge[i][k].length;
 		wrs[nw].opcode = IBV_WR_RDMA_WRITE;
-		wrs[nw].sg_list = b->sge[i];
-		wrs[nw].num_sge = (int)b->nsge[i];
+		wrs[nw].sg_list = m->sge[i];
+		wrs[nw].num_sge = (int)m->nsge[i];
 		wrs[nw].wr.rdma.remote_addr = remote;
 		wrs[nw].wr.rdma.rkey = c->peer_rkey;
 		wrs[nw].next = &wrs[nw + 1];
@@ -257,52 +286,74 @@ static int builder_post(struct msg_builder *b)
 	memset(&h, 0, sizeof(h));
 	h.version = WIRE_VERSION;
 	h.opcode = WIRE_OP_DATA;
-	h.nseg = (uint16_t)b->nseg;
-	h.ring_len = b->ring_len;
-	h.inline_len = b->inline_len;
+	h.nseg = (uint16_t)m->nseg;
+	h.ring_len = m->ring_len;
+	h.inline_len = m->inline_len;
 	credit_rx_take(&c->crx, &h.credit_msgs, &h.credit_ring);
-	wire_hdr_encode(&h, b->buf);
-	len = WIRE_HDR_LEN + b->inline_len;
-	for (i = 0; i < b->nseg; i++, len += 4)
-		wire_put32(b->buf + len, b->segs[i]);
+	wire_hdr_encode(&h, m->buf);
+	len = WIRE_HDR_LEN + m->inline_len;
+	for (i = 0; i < m->nseg; i++, len += 4)
+		wire_put32(m->buf + len, m->segs[i]);
 
-	send_sge.addr = (uintptr_t)b->buf;
+	send_sge.addr = (uintptr_t)m->buf;
 	send_sge.length = len;
 	send_sge.lkey = c->sbuf_mr->lkey;
-	wrs[nw].wr_id = 2ULL << 32 | b->slot_idx;
+	wrs[nw].wr_id = rt_wr_id(RT_WR_DATA, m->slot_idx);
 	wrs[nw].opcode = IBV_WR_SEND;
 	wrs[nw].sg_list = &send_sge;
 	wrs[nw].num_sge = 1;
-	wrs[nw].send_flags = IBV_SEND_SIGNALED;
+	/* Solicited: a receiver with nothing to read asked to be woken by it. */
+	wrs[nw].send_flags = IBV_SEND_SIGNALED | IBV_SEND_SOLICITED;
 	if (len <= c->max_inline)
 		wrs[nw].send_flags |= IBV_SEND_INLINE;
 	wrs[nw].next = NULL;
 
+	m->open = false;
 	if (ibv_post_send(c->qp, wrs, &bad)) {
 		conn_fail(c, ECONNRESET, "cannot post a send");
 		return -1;
 	}
-	b->slot->busy = true;
-	b->slot->nwr = nw + 1;
-	b->slot->seq = ++c->seq_posted;
-	c->sq_outstanding += nw + 1;
+	m->slot->busy = true;
+	m->slot->nwr = nw + 1;
+	m->slot->seq = ++c->seq_posted;
+	m->slot->ctrl_before = c->ctrl_posted;
+	c->data_wrs_outstanding += nw + 1;
 	c->slot_next = (c->slot_next + 1) % RT_TX_SLOTS;
-	credit_tx_commit(&c->ctx, b->ring_len);
-	c->last_tx_ms = rt_now_ms();
+	credit_tx_commit(&c->ctx, m->ring_len);
+	c->last_tx_ms = rt_coarse_ms();
 	c->stats.msgs_out++;
-	c->stats.bytes_out += b->zcopy_bytes + b->inline_bytes;
-	c->stats.bytes_out_zerocopy += b->zcopy_bytes;
-	c->stats.bytes_out_send += b->inline_bytes;
-	c->stats.registrations += b->registrations;
+	c->stats.bytes_out += m->zcopy_bytes + m->inline_bytes;
+	c->stats.bytes_out_zerocopy += m->zcopy_bytes;
+	c->stats.bytes_out_send += m->inline_bytes;
+	c->stats.registrations += m->registrations;
 	return 0;
 }
 
-/* Fill one message from the cursor.  Returns bytes taken. */
-static size_t build_message(struct msg_builder *b, struct iov_cursor *cur,
-			    bool *no_zcopy)
+int tx_flush(struct rt_conn *c)
 {
+	if (!c->tx.open || !c->tx.nseg)
+		return 0;
+	if (c->state == CS_FAILED)
+		return -1;
+	return tx_post(c);
+}
+
+void tx_flush_if_idle(struct rt_conn *c)
+{
+	struct tx_msg *m = &c->tx;
+
+	if (m->open && m->nseg && m->gen == m->gen_seen)
+		tx_flush(c);
+	m->gen_seen = m->gen;
+}
+
+/* Fill the open message from the cursor.  Returns bytes taken. */
+static size_t tx_fill(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy)
+{
+	struct tx_msg *m = &c->tx;
 	size_t taken = 0;
 
+	tx_update_budget(c);
 	while (cur->i < cur->iovcnt) {
 		const struct iovec *v = &cur->iov[cur->i];
 		const uint8_t *src = (const uint8_t *)v->iov_base + cur->off;
@@ -315,20 +366,22 @@ static size_t build_message(struct msg_builder *b, struct iov_cursor *cur,
 			continue;
 		}
 		if (!*no_zcopy && zcopy_eligible(v)) {
-			n = take_zcopy(b, src, left);
+			n = take_zcopy(c, m, src, left);
 			if (n < 0) {
 				/* Unregistrable memory still has to arrive: copy it. */
 				*no_zcopy = true;
 				continue;
 			}
 		} else {
-			n = take_inline(b, src, left);
+			n = take_inline(m, src, left);
 		}
 		if (n == 0)
 			break;
 		cur->off += (size_t)n;
 		taken += (size_t)n;
 	}
+	if (taken)
+		m->gen++;
 	return taken;
 }
 
@@ -354,67 +407,120 @@ static int send_blocked_error(struct rt_conn *c)
 	return 0;
 }
 
-ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms)
+/* May the open message stay unposted when this write returns? */
+static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, int flags)
+{
+	const struct tx_msg *m = &c->tx;
+
+	if (m->must_wait || c->nodelay || c->state != CS_ESTABLISHED)
+		return false;
+	if (m->ring_len + m->inline_len >= RT_HOLD_TARGET)
+		return false;
+	return (flags & RT_SEND_MORE) || call_bytes >= RT_HOLD_MIN_CALL;
+}
+
+/*
+ * Wait until the message numbered seq has completed: the device has read
+ * every byte of it.  On most devices the completion is already there.
+ */
+static void wait_sent(struct rt_conn *c, uint64_t seq)
+{
+	conn_progress(c);
+	while (c->seq_done < seq && c->state != CS_FAILED)
+		conn_sleep(c, 0, true);
+}
+
+/* One pass of rt_send's loop: 1 to go on, 0 when done, or a negative errno. */
+static int send_step(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy,
+		     uint64_t deadline, bool nonblock, size_t *total, uint64_t *wait_seq)
+{
+	int err = send_blocked_error(c);
+	size_t n;
+
+	if (err == -EAGAIN && !nonblock)	/* a blocking write while still connecting */
+		return conn_sleep(c, deadline, false) ? 1 : -EAGAIN;
+	if (err)
+		return err;
+	if (!c->tx.open) {
+		if (!tx_can_open(c) && !conn_progress(c) && !tx_can_open(c)) {
+			if (nonblock || !conn_sleep(c, deadline, true))
+				return -EAGAIN;
+			return 1;
+		}
+		if (!tx_can_open(c))
+			return 1;
+		tx_open(c);
+	}
+	n = tx_fill(c, cur, no_zcopy);
+	*total += n;
+	if (cursor_done(cur))
+		return 0;
+	if (!c->tx.nseg) {
+		/* The peer's ring is full: nothing fits until it reads. */
+		conn_progress(c);
+		tx_update_budget(c);
+		if (c->tx.ring_budget)
+			return 1;
+		if (nonblock || !conn_sleep(c, deadline, true))
+			return -EAGAIN;
+		return 1;
+	}
+	if (c->tx.must_wait)
+		*wait_seq = c->seq_posted + 1;
+	return tx_post(c) ? -(c->sticky_error ? c->sticky_error : EPIPE) : 1;
+}
+
+ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flags,
+		int timeout_ms)
 {
 	uint64_t deadline = rt_deadline(timeout_ms);
 	bool nonblock = timeout_ms == 0;
 	struct iov_cursor cur = { iov, iovcnt, 0, 0 };
-	struct msg_builder *b;
 	uint64_t wait_seq = 0;
 	bool no_zcopy = false;
-	ssize_t total = 0;
-	int err = 0;
+	size_t total = 0;
+	int err;
 
-	b = malloc(sizeof(*b));
-	if (!b)
-		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
 	c->stats.writes++;
-	while (!cursor_done(&cur)) {
-		size_t n;
-
-		err = send_blocked_error(c);
-		if (err == -EAGAIN && !nonblock) {
-			/* Blocking write on a connection still being set up. */
-			if (!conn_wait_until(c, deadline))
-				break;
-			continue;
-		}
-		if (err)
-			break;
-		if (c->ctx.msgs_avail == 0 || c->slots[c->slot_next].busy) {
-			err = -EAGAIN;
-			if (nonblock || !conn_wait_until(c, deadline))
-				break;
-			continue;
-		}
-		builder_start(b, c);
-		n = build_message(b, &cur, &no_zcopy);
-		if (n == 0) {
-			/* The ring is full and the next bytes want it. */
-			err = -EAGAIN;
-			if (nonblock || !conn_wait_until(c, deadline))
-				break;
-			continue;
-		}
-		err = 0;
-		if (builder_post(b)) {
-			err = -c->sticky_error;
-			break;
-		}
-		if (b->zcopy_bytes)
-			wait_seq = c->seq_posted;
-		total += (ssize_t)n;
+	c->in_call++;
+	conn_progress(c);
+	do {
+		err = cursor_done(&cur) ? 0 :
+		      send_step(c, &cur, &no_zcopy, deadline, nonblock, &total, &wait_seq);
+	} while (err == 1);
+	/*
+	 * Whatever this write leaves in the open message goes now, unless
+	 * the next write may join it.  A write that stops short (EAGAIN, a
+	 * timeout) posts too: nobody may wait on bytes that are held.
+	 */
+	if (c->tx.open && c->tx.nseg &&
+	    (err < 0 || !tx_may_hold(c, total, flags))) {
+		if (c->tx.must_wait)
+			wait_seq = c->seq_posted + 1;
+		if (tx_flush(c) && !total)
+			err = -(c->sticky_error ? c->sticky_error : EPIPE);
 	}
-	/* The caller may reuse its buffers only once the hardware has read them. */
-	while (wait_seq && c->seq_done < wait_seq && c->state != CS_FAILED)
-		conn_wait(c);
-	if (wait_seq && c->seq_done < wait_seq)
-		err = -(c->sticky_error ? c->sticky_error : EPIPE), total = 0;
+	/* The caller may reuse its buffers only once the device has read them. */
+	if (wait_seq) {
+		wait_sent(c, wait_seq);
+		if (c->seq_done < wait_seq)
+			err = -(c->sticky_error ? c->sticky_error : EPIPE), total = 0;
+	}
+	c->in_call--;
 	conn_update_events(c, false);
+	conn_arm(c);
 	pthread_mutex_unlock(&c->lock);
-	free(b);
 	if (total > 0)
-		return total;
-	return err ? err : 0;
+		return (ssize_t)total;
+	return err < 0 ? err : 0;
+}
+
+void rt_conn_set_nodelay(struct rt_conn *c, bool on)
+{
+	pthread_mutex_lock(&c->lock);
+	c->nodelay = on;
+	if (on)
+		tx_flush(c);
+	pthread_mutex_unlock(&c->lock);
 }

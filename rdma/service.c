@@ -40,6 +40,14 @@ uint64_t rt_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint64_t rt_coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Condition variables here use CLOCK_MONOTONIC (see conn_alloc). */
 struct timespec rt_abs_timeout(unsigned ms)
 {
@@ -87,8 +95,11 @@ static void handle_cq_event(struct rt_conn *c)
 	ibv_ack_cq_events(cq, 1);
 	pthread_mutex_lock(&c->lock);
 	if (!c->destroyed) {
-		ibv_req_notify_cq(c->cq, 0);
+		/* The request was used up; re-armed only if somebody still needs it. */
+		c->cq_armed = false;
 		conn_progress(c);
+		pthread_cond_broadcast(&c->cond);
+		conn_arm(c);
 	}
 	pthread_mutex_unlock(&c->lock);
 }

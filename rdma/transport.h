@@ -27,6 +27,13 @@
 struct rt_conn;
 struct rt_listener;
 
+/* Which zero-copy writes may return before the device has read the buffer. */
+enum rt_defer {
+	RT_DEFER_AUTO,			/* memory the program marked MADV_DONTFORK (QEMU's guest RAM) */
+	RT_DEFER_OFF,			/* none: every write waits for its zero-copy bytes */
+	RT_DEFER_ALL,			/* all: the program promises not to reuse buffers it sent */
+};
+
 struct rt_options {
 	size_t zcopy_min;		/* smallest page-aligned segment sent zero-copy */
 	size_t chunk;			/* registration granularity */
@@ -38,6 +45,7 @@ struct rt_options {
 	const void *secret;		/* MIGRDMA_SECRET, NULL for none */
 	size_t secret_len;
 	bool pin_all;			/* register a buffer's whole mapping on first use */
+	enum rt_defer defer;
 	/* May a peer at this address connect to our listeners?  NULL: anyone. */
 	bool (*allow_peer)(const struct sockaddr *peer);
 };
@@ -112,15 +120,26 @@ struct rt_watch *rt_watch_fd(int fd, void (*cb)(void *arg), void *arg);
 void rt_watch_rearm(struct rt_watch *w);
 void rt_watch_cancel(struct rt_watch *w);
 
+#define RT_SEND_MORE	0x1	/* MSG_MORE: more follows at once, hold this back */
+
 /*
  * Write the stream bytes in iov.  Page-aligned segments of at least
- * zcopy_min bytes are written zero-copy; the call returns only when the
- * caller may reuse every buffer.  timeout_ms: 0 for non-blocking, -1 to
- * wait as long as it takes, else the most to wait for window space (as
- * SO_SNDTIMEO).  Returns bytes written (possibly fewer than asked when
- * the window filled), or -EAGAIN, -EPIPE, -ECONNRESET, -ETIMEDOUT, -ENOTCONN.
+ * zcopy_min bytes are written zero-copy, the rest is copied.  The call
+ * returns once the caller may reuse every buffer: at once for copied
+ * bytes and for memory rt_options.defer covers, else when the device has
+ * read it.  A write of bulk data may be held back briefly so that the
+ * next one joins the same message; a smaller write, a read, MSG_MORE's
+ * absence on a small write, close and shutdown all send what is held.
+ * timeout_ms: 0 for non-blocking, -1 to wait as long as it takes, else
+ * the most to wait for window space (as SO_SNDTIMEO).  Returns bytes
+ * written (possibly fewer than asked when the window filled), or -EAGAIN,
+ * -EPIPE, -ECONNRESET, -ETIMEDOUT, -ENOTCONN.
  */
-ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int timeout_ms);
+ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flags,
+		int timeout_ms);
+
+/* TCP_NODELAY on the connection: never hold a write back. */
+void rt_conn_set_nodelay(struct rt_conn *c, bool on);
 
 #define RT_RECV_PEEK	0x1
 #define RT_RECV_WAITALL	0x2
@@ -176,6 +195,11 @@ void rt_conn_close(struct rt_conn *c);
 
 /* The program unmapped or discarded memory: drop stale registrations. */
 void rt_invalidate_memory(const void *addr, size_t len);
+
+/* The program gave madvise() advice (MADV_DONTFORK matters, see rt_defer). */
+void rt_note_advice(const void *addr, size_t len, int advice);
+/* The program unmapped or moved memory: it no longer carries its advice. */
+void rt_forget_memory(const void *addr, size_t len);
 
 /* Process-wide pinned bytes now and at peak. */
 void rt_pinned_bytes(size_t *now, size_t *peak);

@@ -263,6 +263,26 @@ static int load_fallback(const char *(*getenv_fn)(const char *),
 	return 0;
 }
 
+static int load_defer(const char *(*getenv_fn)(const char *),
+		      struct migrdma_config *cfg, char *err, size_t errlen)
+{
+	const char *v = lookup(getenv_fn, "MIGRDMA_DEFER");
+	char q[QUOTE_MAX];
+
+	if (!v)
+		return 0;
+	if (!strcasecmp(v, "auto"))
+		cfg->defer = DEFER_AUTO;
+	else if (!strcasecmp(v, "off"))
+		cfg->defer = DEFER_OFF;
+	else if (!strcasecmp(v, "all"))
+		cfg->defer = DEFER_ALL;
+	else
+		return set_err(err, errlen, "MIGRDMA_DEFER=\"%s\": must be auto, off or all",
+			       quote(v, q, sizeof(q)));
+	return 0;
+}
+
 static int load_log_level(const char *(*getenv_fn)(const char *),
 			  struct migrdma_config *cfg, char *err, size_t errlen)
 {
@@ -347,7 +367,8 @@ static int config_load_vars(struct migrdma_config *cfg,
 		cfg->secret_len = n;
 	}
 	if (load_bool(getenv_fn, "MIGRDMA_PIN_ALL", &cfg->pin_all, err, errlen) < 0 ||
-	    load_bool(getenv_fn, "MIGRDMA_LIVE", &cfg->live, err, errlen) < 0)
+	    load_bool(getenv_fn, "MIGRDMA_LIVE", &cfg->live, err, errlen) < 0 ||
+	    load_defer(getenv_fn, cfg, err, errlen) < 0)
 		return -1;
 
 	if (load_uint(getenv_fn, "MIGRDMA_BUSY_POLL_US", 0, 10000,

@@ -51,6 +51,9 @@ struct allow_rule {
 	unsigned prefix;		/* bits */
 };
 
+/* Which zero-copy writes may return before the device read them (rdma/defer.c). */
+enum defer_mode { DEFER_AUTO, DEFER_OFF, DEFER_ALL };
+
 struct migrdma_config {
 	bool disabled;			/* MIGRDMA_DISABLE=1 */
 	struct target_rule rules[CONFIG_MAX_RULES];
@@ -71,6 +74,7 @@ struct migrdma_config {
 	char secret[CONFIG_MAX_SECRET];	/* MIGRDMA_SECRET, "" = no authentication */
 	size_t secret_len;
 	bool pin_all;			/* MIGRDMA_PIN_ALL=1 */
+	enum defer_mode defer;		/* MIGRDMA_DEFER=auto|off|all */
 	bool live;			/* MIGRDMA_LIVE, default 1: export for migrdma stat */
 };
 

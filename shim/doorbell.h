@@ -4,8 +4,9 @@
  * its TCP socket.  migrdma drives that end's readiness, so ppoll, poll,
  * select, epoll and io_uring all see a diverted connection correctly
  * without being interposed:
- *   readable  - a byte waits in the program's end (one more per arrival,
- *               so edge-triggered waiters see every new batch);
+ *   readable  - a byte waits in the program's end (one more per arrival
+ *               the transport reports, so edge-triggered waiters see every
+ *               new batch), taken away once a read finds nothing more;
  *   writable  - our end's receive queue is empty; to make the program's end
  *               unwritable we fill it with filler from the program's side;
  *   hang-up   - our end is shut down, which the kernel reports as POLLHUP.

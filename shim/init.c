@@ -125,6 +125,8 @@ int shim_start_transport(void)
 	opts.secret = shim_cfg.secret_len ? shim_cfg.secret : NULL;
 	opts.secret_len = shim_cfg.secret_len;
 	opts.pin_all = shim_cfg.pin_all;
+	opts.defer = shim_cfg.defer == DEFER_OFF ? RT_DEFER_OFF :
+		     shim_cfg.defer == DEFER_ALL ? RT_DEFER_ALL : RT_DEFER_AUTO;
 	opts.allow_peer = shim_cfg.nallow ? allow_peer : NULL;
 	ret = rt_init(&opts);
 	if (ret == 0) {

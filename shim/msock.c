@@ -289,6 +289,17 @@ void shim_set_nonblock(struct msock *ms, bool nonblock)
 	__atomic_store_n(&ms->nonblock, nonblock, __ATOMIC_RELEASE);
 }
 
+/* TCP_NODELAY as the program last set it (kept on the shadow socket). */
+static bool shadow_nodelay(const struct msock *ms)
+{
+	socklen_t len = sizeof(int);
+	int on = 0;
+
+	if (REAL(getsockopt)(ms->shadow_fd, IPPROTO_TCP, TCP_NODELAY, &on, &len))
+		return false;
+	return on != 0;
+}
+
 static bool is_tcp_stream(int fd, int *domain)
 {
 	int type = 0, proto = 0;
@@ -405,6 +416,8 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 		}
 		goto fail;
 	}
+	if (shadow_nodelay(ms))
+		rt_conn_set_nodelay(ms->conn, true);
 	/* Now put the doorbell where the program's TCP socket was. */
 	if (REAL(dup3)(ms->db.app_fd, fd, fd_cloexec(fd) ? O_CLOEXEC : 0) < 0) {
 		ret = -errno;
@@ -594,6 +607,9 @@ static int accept_rdma(struct msock *ms, struct sockaddr *addr, socklen_t *addrl
 		REAL(close)(program_fd);
 		goto fail;
 	}
+	/* Accepted TCP connections inherit the listener's TCP_NODELAY. */
+	if (shadow_nodelay(ms))
+		rt_conn_set_nodelay(nms->conn, true);
 	install(program_fd, nms);
 	shim_mark_transport_fds();
 	rt_conn_peer_addr(nms->conn, &peer);
@@ -682,7 +698,8 @@ ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 		errno = err;
 		return -1;
 	}
-	ret = rt_send(ms->conn, iov, iovcnt, io_timeout(ms, flags, &ms->snd_timeout_ms));
+	ret = rt_send(ms->conn, iov, iovcnt, flags & MSG_MORE ? RT_SEND_MORE : 0,
+		      io_timeout(ms, flags, &ms->snd_timeout_ms));
 	/* TCP raises SIGPIPE for a write to a closed stream unless told not to. */
 	if (ret == -EPIPE && !(flags & MSG_NOSIGNAL))
 		pthread_kill(pthread_self(), SIGPIPE);
@@ -810,6 +827,9 @@ int shim_setsockopt(struct msock *ms, int level, int name, const void *val, sock
 	ret = REAL(setsockopt)(ms->shadow_fd, level, name, val, len);
 	if (ret == 0 && level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO))
 		cache_timeout(ms, name);
+	if (ret == 0 && level == IPPROTO_TCP && name == TCP_NODELAY && ms->conn &&
+	    !ms->forked_away)
+		rt_conn_set_nodelay(ms->conn, shadow_nodelay(ms));
 	return ret;
 }
 
@@ -860,4 +880,15 @@ int shim_fionread(struct msock *ms, int *out)
 void shim_memory_changed(const void *addr, size_t len)
 {
 	rt_invalidate_memory(addr, len);
+}
+
+void shim_memory_unmapped(const void *addr, size_t len)
+{
+	rt_forget_memory(addr, len);
+	rt_invalidate_memory(addr, len);
+}
+
+void shim_memory_advised(const void *addr, size_t len, int advice)
+{
+	rt_note_advice(addr, len, advice);
 }

@@ -59,6 +59,9 @@ int shim_close_range(unsigned first, unsigned last, int flags);
 
 /* The program unmapped, remapped or discarded memory. */
 void shim_memory_changed(const void *addr, size_t len);
+/* munmap/mremap: also forgets the memory's madvise advice. */
+void shim_memory_unmapped(const void *addr, size_t len);
+void shim_memory_advised(const void *addr, size_t len, int advice);
 
 /* Trace a call on a diverted fd at debug level. */
 void shim_trace(struct msock *ms, const char *call, long ret);
