@@ -35,7 +35,7 @@
  */
 #define RT_HOLD_MIN_CALL	(16u * 1024)
 /* Stop holding once a message carries this many bytes. */
-#define RT_HOLD_TARGET		(1024u * 1024)
+#define RT_HOLD_TARGET		(2048u * 1024)
 /* Without a signalled one among them, at most this many control messages are posted. */
 #define RT_CTRL_SIGNAL_EVERY	8u
 

@@ -8,7 +8,8 @@
  * The sender does what QEMU's migration source does in a bulk RAM pass: a
  * blocking socket, and one sendmsg() per 32 pages, each page preceded by its
  * 8-byte header, so 64 iovecs: the headers from a small heap buffer, the
- * pages (4096 bytes, page-aligned) straight from a big mmap()ed region,
+ * pages (4096 bytes, page-aligned) straight from a big mmap()ed region
+ * marked MADV_DONTFORK as QEMU marks guest RAM,
  * consecutive guest pages from the first to the last.
  *
  * The receiver does what QEMU's destination does: a non-blocking socket,
@@ -255,6 +256,9 @@ static int do_send(const char *addr, const char *port, unsigned long mib)
 		err_msg("mmap %lu MiB: %s", mib, strerror(errno));
 		return 1;
 	}
+	/* As QEMU does for every guest RAM block (it shares them with devices). */
+	if (madvise(ram, ram_size, MADV_DONTFORK))
+		err_msg("madvise(MADV_DONTFORK): %s", strerror(errno));
 	for (page = 0; page < npages; page++)
 		fill_page((uint64_t *)(ram + page * Q_PAGE), page);
 	t_fill = now_s() - t_fill;

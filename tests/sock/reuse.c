@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+/*
+ * buffer_reuse: a write has returned, so its buffer is the program's
+ * again.  The client overwrites every buffer the moment a write returns
+ * (with different bytes) and the server checks that the stream carries
+ * only what was there when each write was made.  The buffers are
+ * page-aligned and large, exactly what a zero-copy transport would like
+ * to send straight from the program's memory, and a transport that lets a
+ * write return before the device has read its buffer, or that holds a
+ * write back to merge it with the next one, would send the new bytes.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "sockcheck.h"
+
+#define REUSE_BUF	(2u << 20)
+
+/* Write sizes: one page, QEMU's 128 KiB, a 1 MiB chunk, odd page counts. */
+static const size_t reuse_sizes[] = { 4096, 131072, 1 << 20, 12288, 65536, 2 << 20, 8192 };
+#define REUSE_NSIZES (sizeof(reuse_sizes) / sizeof(reuse_sizes[0]))
+
+static unsigned reuse_rounds(void)
+{
+	return (unsigned)sc_scaled(24, 3);
+}
+
+static uint64_t reuse_total(void)
+{
+	uint64_t t = 0;
+	unsigned r;
+
+	for (r = 0; r < reuse_rounds(); r++)
+		t += 2 * reuse_sizes[r % REUSE_NSIZES];
+	return t;
+}
+
+/* Write [buf, buf+len) as stream bytes from pos, scribbling over each part once written. */
+static void write_and_scribble(int fd, uint8_t *buf, size_t len, uint64_t seed, uint64_t pos,
+			       bool two_iovecs, int flags)
+{
+	size_t off = 0;
+
+	pat_fill(seed, pos, buf, len);
+	while (off < len) {
+		struct iovec iov[2];
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 1 };
+		size_t left = len - off;
+		ssize_t n;
+
+		iov[0].iov_base = buf + off;
+		iov[0].iov_len = left;
+		/* Split at a page boundary so both iovecs stay page-aligned. */
+		if (two_iovecs && left >= 8192) {
+			iov[0].iov_len = (left / 2) & ~(size_t)4095;
+			iov[1].iov_base = buf + off + iov[0].iov_len;
+			iov[1].iov_len = left - iov[0].iov_len;
+			mh.msg_iovlen = 2;
+		}
+		n = sendmsg(fd, &mh, flags);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			sc_fail_errno("sendmsg of %zu bytes at stream byte %llu", left,
+				      (unsigned long long)(pos + off));
+		/* Returned: the written part is ours to overwrite at once. */
+		memset(buf + off, 0xee ^ (uint8_t)(pos >> 12), (size_t)n);
+		off += (size_t)n;
+		sc_count((uint64_t)n);
+		sc_progress();
+	}
+}
+
+int buffer_reuse_client(struct sc_ctx *ctx)
+{
+	uint8_t *a = sc_alloc_pages(REUSE_BUF), *b = sc_alloc_pages(REUSE_BUF);
+	uint64_t seed = sc_seed(1), pos = 0;
+	unsigned r;
+	int fd;
+
+	sc_step("connect");
+	fd = sc_connect(ctx);
+	sc_step("write, then overwrite each buffer as soon as the write returns");
+	for (r = 0; r < reuse_rounds(); r++) {
+		size_t len = reuse_sizes[r % REUSE_NSIZES];
+
+		/* Back to back from two buffers, as a bulk sender does. */
+		write_and_scribble(fd, a, len, seed, pos, r % 2, r % 3 == 2 ? MSG_MORE : 0);
+		pos += len;
+		write_and_scribble(fd, b, len, seed, pos, r % 2 == 0, 0);
+		pos += len;
+	}
+	if (shutdown(fd, SHUT_WR))
+		sc_fail_errno("shutdown(SHUT_WR)");
+	sc_step("wait for the server to close");
+	sc_expect_eof(fd, "after the stream");
+	close(fd);
+	sc_free_pages(a, REUSE_BUF);
+	sc_free_pages(b, REUSE_BUF);
+	return 0;
+}
+
+int buffer_reuse_server(struct sc_ctx *ctx)
+{
+	int fd;
+
+	sc_step("accept");
+	fd = sc_accept(ctx->lfd);
+	sc_step("every byte as it was when its write was made");
+	sc_recv_stream(fd, sc_seed(1), 0, reuse_total(), "reused buffers");
+	sc_expect_eof(fd, "after the stream");
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests for the data path's bookkeeping that needs no device: which
+ * memory a write may leave in flight (rdma/defer.c), how long a waiter
+ * busy-polls (MIGRDMA_BUSY_POLL_US), and when completion events are asked for.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "rdma/internal.h"
+
+#define MIB (1024ul * 1024)
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static const void *at(uintptr_t a)
+{
+	return (const void *)a;
+}
+
+static void test_defer_follows_dontfork(void **state)
+{
+	uintptr_t base = 0x10000000;
+
+	(void)state;
+	rt_g.opts.defer = RT_DEFER_AUTO;
+	assert_false(defer_allowed(at(base), 4096));
+
+	rt_note_advice(at(base), 8 * MIB, MADV_DONTFORK);
+	assert_true(defer_allowed(at(base), 4096));
+	assert_true(defer_allowed(at(base + 8 * MIB - 4096), 4096));
+	/* Straddling the end is not covered. */
+	assert_false(defer_allowed(at(base + 8 * MIB - 4096), 8192));
+	assert_false(defer_allowed(at(base - 4096), 4096));
+
+	/* Other advice changes nothing. */
+	rt_note_advice(at(base), 8 * MIB, MADV_HUGEPAGE);
+	assert_true(defer_allowed(at(base + MIB), 4096));
+
+	/* MADV_DOFORK in the middle splits the range. */
+	rt_note_advice(at(base + 2 * MIB), MIB, MADV_DOFORK);
+	assert_true(defer_allowed(at(base + MIB), 4096));
+	assert_false(defer_allowed(at(base + 2 * MIB), 4096));
+	assert_true(defer_allowed(at(base + 3 * MIB), 4096));
+
+	/* Unmapped memory forgets its advice, so a new mapping there starts plain. */
+	rt_forget_memory(at(base), 8 * MIB);
+	assert_false(defer_allowed(at(base + MIB), 4096));
+	assert_false(defer_allowed(at(base + 3 * MIB), 4096));
+}
+
+static void test_defer_modes(void **state)
+{
+	uintptr_t base = 0x20000000;
+
+	(void)state;
+	rt_note_advice(at(base), MIB, MADV_DONTFORK);
+	rt_g.opts.defer = RT_DEFER_OFF;
+	assert_false(defer_allowed(at(base), 4096));
+	rt_g.opts.defer = RT_DEFER_ALL;
+	assert_true(defer_allowed(at(base + 4 * MIB), 4096));
+	rt_g.opts.defer = RT_DEFER_AUTO;
+	assert_true(defer_allowed(at(base), 4096));
+	rt_forget_memory(at(base), MIB);
+}
+
+/* libibverbs marks memory it registers MADV_DONTFORK itself (fork safety): not the program's opt-in. */
+static void test_defer_ignores_verbs_advice(void **state)
+{
+	uintptr_t base = 0x30000000;
+
+	(void)state;
+	rt_g.opts.defer = RT_DEFER_AUTO;
+	rt_defer_enter_verbs();
+	rt_note_advice(at(base), MIB, MADV_DONTFORK);
+	rt_defer_leave_verbs();
+	assert_false(defer_allowed(at(base), 4096));
+}
+
+/*
+ * Regression: the busy-poll deadline was built from the millisecond clock
+ * times 1000 and compared with microseconds, so MIGRDMA_BUSY_POLL_US=200
+ * spun for 200 us only when called in the first 200 us of a millisecond,
+ * and otherwise polled once.  Now it spins for the whole budget.
+ */
+static void test_busy_poll_spins_its_budget(void **state)
+{
+	struct rt_conn *c;
+	int i;
+
+	(void)state;
+	c = conn_alloc(false);
+	assert_non_null(c);
+	rt_g.opts.busy_poll_us = 300;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < 20; i++) {
+		uint64_t t0 = mono_us();
+
+		/* No device: nothing completes; the deadline has passed once the spin ends. */
+		assert_false(conn_sleep(c, rt_now_ms(), false));
+		assert_true(mono_us() - t0 >= 250);
+	}
+	pthread_mutex_unlock(&c->lock);
+	rt_g.opts.busy_poll_us = 0;
+	pthread_mutex_lock(&c->lock);
+	c->owner_gone = true;
+	pthread_mutex_unlock(&c->lock);
+	cm_check_timers(rt_now_ms() + 3600 * 1000);
+	conn_free_zombies();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defer_follows_dontfork),
+		cmocka_unit_test(test_defer_modes),
+		cmocka_unit_test(test_defer_ignores_verbs_advice),
+		cmocka_unit_test(test_busy_poll_spins_its_budget),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
