@@ -171,6 +171,7 @@ struct rt_conn {
 	unsigned sleepers;		/* threads in conn_sleep() waiting for a message */
 	unsigned sleepers_any;		/* ... waiting for any completion (their own sends) */
 	bool nodelay;			/* TCP_NODELAY: never hold a write back */
+	unsigned bulk_streak;		/* bulk writes in a row, with no read in between */
 	/*
 	 * A program thread is inside a read or write: arrivals it reaps are
 	 * no news to anybody waiting (it is the reader, or the reader will

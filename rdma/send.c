@@ -15,11 +15,14 @@
  * Fewer, larger messages cost fewer packets (every RDMA message is
  * acknowledged) and fewer wake-ups at the receiver.  QEMU writes 128 KiB
  * at a time, so a bulk write whose bytes may stay in flight is held back
- * until the next write joins it, up to RT_HOLD_TARGET.  What is held is
- * sent by the next write that is small (a request or a marker somebody
- * waits for), by any read or shutdown or close of the connection, by the
- * service thread's tick if nothing was added for a whole tick, or once
- * the message is full.  TCP_NODELAY turns holding off.
+ * until the next write joins it, up to RT_HOLD_TARGET, but only within a
+ * stream of bulk writes (the first after a read or a small write always
+ * goes at once) and never while a thread is blocked reading the
+ * connection.  What is held is sent by the next write that is small (a
+ * request or a marker somebody waits for), by any read or shutdown or
+ * close of the connection, by the service thread's tick if nothing was
+ * added for a whole tick, or once the message is full.  TCP_NODELAY turns
+ * holding off; MSG_MORE holds even a small write.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -407,16 +410,24 @@ static int send_blocked_error(struct rt_conn *c)
 	return 0;
 }
 
-/* May the open message stay unposted when this write returns? */
+/*
+ * May the open message stay unposted when this write returns?  Only in a
+ * stream: the write before this one was bulk too and nothing was read in
+ * between, so the program is not waiting for an answer to the first of
+ * them.  And not while a thread is blocked reading this connection: it may
+ * wait for the peer's answer to what we would hold (QEMU's return path).
+ */
 static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, int flags)
 {
 	const struct tx_msg *m = &c->tx;
 
-	if (m->must_wait || c->nodelay || c->state != CS_ESTABLISHED)
+	if (m->must_wait || c->nodelay || c->state != CS_ESTABLISHED || c->sleepers)
 		return false;
 	if (m->ring_len + m->inline_len >= RT_HOLD_TARGET)
 		return false;
-	return (flags & RT_SEND_MORE) || call_bytes >= RT_HOLD_MIN_CALL;
+	if (flags & RT_SEND_MORE)
+		return true;
+	return call_bytes >= RT_HOLD_MIN_CALL && c->bulk_streak > 0;
 }
 
 /*
@@ -501,6 +512,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 		if (tx_flush(c) && !total)
 			err = -(c->sticky_error ? c->sticky_error : EPIPE);
 	}
+	c->bulk_streak = total >= RT_HOLD_MIN_CALL ? c->bulk_streak + 1 : 0;
 	/* The caller may reuse its buffers only once the device has read them. */
 	if (wait_seq) {
 		wait_sent(c, wait_seq);
