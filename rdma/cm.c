@@ -11,32 +11,13 @@
 #include <string.h>
 
 #include "auth.h"
+#include "common/addr.h"
+#include "common/log.h"
 #include "internal.h"
-#include "shim/log.h"
 
 /* rdma_cm REJECTED status for a reject by the peer's consumer (IB CM). */
 #define CM_REJ_CONSUMER_DEFINED 28
 #define REJECT_DATA_LEN 5
-
-static void addr_str(const void *sa, char *buf, size_t len)
-{
-	const struct sockaddr *s = sa;
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (s->sa_family == AF_INET) {
-		const struct sockaddr_in *in = sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
-	} else if (s->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-	} else {
-		snprintf(buf, len, "?");
-	}
-}
 
 static socklen_t sa_len(const struct sockaddr *sa)
 {
@@ -100,7 +81,7 @@ int rt_connect(const struct sockaddr *dst, socklen_t dstlen,
 	if (!c)
 		return -ENOMEM;
 	memcpy(&c->peer, dst, dstlen);
-	addr_str(dst, where, sizeof(where));
+	addr_format(dst, where, sizeof(where));
 	if (rdma_create_id(rt_g.cm_chan, &id, c, RDMA_PS_TCP)) {
 		ret = -errno;
 		log_error(c->id, "cannot create an RDMA id to connect to %s: %s", where,
@@ -166,7 +147,7 @@ int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
 	int ret;
 
 	(void)addrlen;
-	addr_str(addr, where, sizeof(where));
+	addr_format(addr, where, sizeof(where));
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
@@ -353,7 +334,7 @@ static bool handle_connect_request(struct rt_listener *l, struct rdma_cm_event *
 	char from[80];
 	int ret;
 
-	addr_str(rdma_get_peer_addr(id), from, sizeof(from));
+	addr_format(rdma_get_peer_addr(id), from, sizeof(from));
 	ret = wire_hello_decode(pdata, pdata_len, &peer);
 	if (ret) {
 		log_warn(0, "refused an RDMA connection from %s: %s", from, reject_text(-ret));
@@ -487,7 +468,7 @@ static void now_established(struct rt_conn *c)
 {
 	char where[80];
 
-	addr_str(&c->peer, where, sizeof(where));
+	addr_format(&c->peer, where, sizeof(where));
 	c->state = CS_ESTABLISHED;
 	c->last_rx_ms = rt_now_ms();
 	log_info(c->id, "RDMA connection %s %s established%s", c->is_server ? "from" : "to",
@@ -507,7 +488,7 @@ void conn_auth_received(struct rt_conn *c, const uint8_t *proof)
 	auth_proof(rt_g.opts.secret, rt_g.opts.secret_len, AUTH_CLIENT_PROOF,
 		   c->client_nonce, c->server_nonce, want);
 	if (!auth_equal(want, proof, AUTH_PROOF_LEN)) {
-		addr_str(&c->peer, from, sizeof(from));
+		addr_format(&c->peer, from, sizeof(from));
 		log_warn(c->id, "refused an RDMA connection from %s: wrong MIGRDMA_SECRET", from);
 		conn_fail(c, ECONNREFUSED, "wrong secret");
 		return;
@@ -562,7 +543,7 @@ static void established(struct rt_conn *c, struct rdma_cm_event *ev)
 		return;
 	}
 	copy_addrs(c, c->cm_id);
-	addr_str(&c->peer, where, sizeof(where));
+	addr_format(&c->peer, where, sizeof(where));
 	if (!c->is_server) {
 		ret = wire_hello_decode(ev->param.conn.private_data,
 					ev->param.conn.private_data_len, &peer);
@@ -674,7 +655,7 @@ static void conn_event(struct rt_conn *c, struct rdma_cm_event *ev)
 {
 	char where[80], why[200];
 
-	addr_str(&c->peer, where, sizeof(where));
+	addr_format(&c->peer, where, sizeof(where));
 	switch (ev->event) {
 	case RDMA_CM_EVENT_ADDR_RESOLVED:
 		pthread_mutex_lock(&c->lock);

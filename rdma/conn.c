@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
+#include "common/real.h"
 
 struct rt_conn *conn_alloc(bool is_server)
 {
@@ -81,7 +82,7 @@ static struct ibv_mr *map_and_register(struct rt_conn *c, uint8_t **buf, size_t 
 	mr = ibv_reg_mr(c->pd, *buf, len, access);
 	if (!mr) {
 		log_registration_failure(c, what, len);
-		munmap(*buf, len);
+		REAL(munmap)(*buf, len);
 		*buf = NULL;
 	}
 	return mr;
@@ -125,8 +126,8 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	c->chan = ibv_create_comp_channel(id->verbs);
 	if (!c->chan)
 		goto fail_errno;
-	fl = fcntl(c->chan->fd, F_GETFL);
-	fcntl(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
+	fl = REAL(fcntl)(c->chan->fd, F_GETFL);
+	REAL(fcntl)(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
 	c->cq = ibv_create_cq(id->verbs, (int)(send_wr + c->nrecv), c, c->chan, 0);
 	if (!c->cq)
 		goto fail_errno;
@@ -238,11 +239,11 @@ void conn_destroy(struct rt_conn *c)
 	if (c->sbuf_mr)
 		ibv_dereg_mr(c->sbuf_mr);
 	if (c->ring)
-		munmap(c->ring, c->ring_size);
+		REAL(munmap)(c->ring, c->ring_size);
 	if (c->rbufs)
-		munmap(c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE);
+		REAL(munmap)(c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE);
 	if (c->sbufs)
-		munmap(c->sbufs, sbuf_len());
+		REAL(munmap)(c->sbufs, sbuf_len());
 	/*
 	 * Registrations die with their connection: memory freed inside libc
 	 * never passes our munmap hook, so none may outlive it.

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 #define WR_KIND_SHIFT	32
 #define WR_RECV		1ULL

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 #define PAGE_SIZE_BYTES 4096u
 

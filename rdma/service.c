@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
+#include "common/real.h"
 
 struct rt_global rt_g = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1, .wake_fd = -1 };
 
@@ -73,7 +74,7 @@ void conn_wake_service(void)
 
 	if (rt_g.wake_fd < 0)
 		return;
-	if (write(rt_g.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (REAL(write)(rt_g.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_debug(0, "service wake-up failed: %m");
 }
 
@@ -190,7 +191,7 @@ static void *service_main(void *arg)
 			} else if (p == &tag_wake) {
 				uint64_t v;
 
-				if (read(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				if (REAL(read)(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_debug(0, "service wake read: %m");
 			} else if (((struct rt_obj *)p)->kind == RT_OBJ_WATCH) {
 				handle_watch(p);
@@ -212,11 +213,11 @@ static void *service_main(void *arg)
 
 static int set_nonblock(int fd)
 {
-	int fl = fcntl(fd, F_GETFL);
+	int fl = REAL(fcntl)(fd, F_GETFL);
 
 	if (fl < 0)
 		return -1;
-	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 int rt_init(const struct rt_options *opts)
@@ -267,9 +268,9 @@ fail_errno:
 	log_error(0, "transport start-up failed: %s", strerror(errno));
 fail:
 	if (rt_g.wake_fd >= 0)
-		close(rt_g.wake_fd);
+		REAL(close)(rt_g.wake_fd);
 	if (rt_g.epoll_fd >= 0)
-		close(rt_g.epoll_fd);
+		REAL(close)(rt_g.epoll_fd);
 	if (rt_g.cm_chan)
 		rdma_destroy_event_channel(rt_g.cm_chan);
 	rt_g.cm_chan = NULL;

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "fdtable.h"
-#include "real.h"
+#include "common/real.h"
 #include "rdma/transport.h"
 
 static void drain(int fd)

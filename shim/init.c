@@ -15,9 +15,9 @@
 #include "config.h"
 #include "init.h"
 #include "live.h"
-#include "log.h"
+#include "common/log.h"
+#include "common/real.h"
 #include "rdma/transport.h"
-#include "real.h"
 #include "shim.h"
 
 enum shim_state { SHIM_UNINIT = 0, SHIM_INERT = 1, SHIM_ACTIVE = 2 };
@@ -78,7 +78,7 @@ static void do_init(void)
 		__atomic_store_n(&shim_state, SHIM_INERT, __ATOMIC_RELEASE);
 		goto out;
 	}
-	log_init(&shim_cfg);
+	log_init(shim_cfg.log_level, shim_cfg.log_file);
 	backtrace_install();
 	pthread_atfork(NULL, NULL, atfork_child);
 	log_debug(0, "active: %zu target rule(s), fallback %s", shim_cfg.nrules,

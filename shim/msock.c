@@ -18,10 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/addr.h"
+#include "common/log.h"
 #include "config.h"
 #include "doorbell.h"
 #include "init.h"
-#include "log.h"
 #include "rdma/transport.h"
 #include "shim.h"
 #include "stats.h"
@@ -95,9 +96,9 @@ static void write_stats(struct msock *ms)
 	s.role = ms->role;
 	s.transport = "rdma";
 	rt_conn_local_addr(ms->conn, &ss);
-	stats_format_addr(&ss, s.local, sizeof(s.local));
+	addr_format(&ss, s.local, sizeof(s.local));
 	rt_conn_peer_addr(ms->conn, &ss);
-	stats_format_addr(&ss, s.peer, sizeof(s.peer));
+	addr_format(&ss, s.peer, sizeof(s.peer));
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	s.duration_s = (double)(now.tv_sec - ms->t_start.tv_sec) +
 		       (double)(now.tv_nsec - ms->t_start.tv_nsec) / 1e9;
@@ -120,10 +121,7 @@ static void msock_destroy(struct msock *ms)
 
 	if (ms->forked_away) {
 		/* The parent still owns the transport objects: only drop our fds. */
-		if (ms->db.app_fd >= 0)
-			REAL(close)(ms->db.app_fd);
-		if (ms->db.our_fd >= 0)
-			REAL(close)(ms->db.our_fd);
+		doorbell_destroy(&ms->db);
 		goto out;
 	}
 	if (ms->conn) {
@@ -565,7 +563,7 @@ static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_
 		rt_watch_rearm(ms->tcp_watch);
 		return -1;
 	}
-	stats_format_addr(&ss, peer, sizeof(peer));
+	addr_format(&ss, peer, sizeof(peer));
 	log_warn(0, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
 	copy_addr(&ss, addr, addrlen);
 	return fd;

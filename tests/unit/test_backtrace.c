@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "shim/backtrace.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 static const int fatal_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 
