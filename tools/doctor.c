@@ -411,8 +411,8 @@ static bool try_library(const char *cand, char *buf, char *looked, size_t looked
 {
 	if (access(cand, F_OK) == 0) {
 		/* buf is PATH_MAX long, as realpath() wants. */
-		if (!realpath(cand, buf))
-			snprintf(buf, PATH_MAX, "%s", cand);
+		if (!realpath(cand, buf) && snprintf(buf, PATH_MAX, "%s", cand) >= PATH_MAX)
+			return false;
 		return true;
 	}
 	append(looked, looked_len, "%s%s", *looked ? ", " : "", cand);
