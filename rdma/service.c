@@ -307,15 +307,29 @@ out:
 	pthread_mutex_unlock(&rt_g.lock);
 }
 
-void rt_forget_after_fork(void)
+/* Lock order: rt_g.lock, then the registration caches' list. */
+void rt_atfork_prepare(void)
+{
+	pthread_mutex_lock(&rt_g.lock);
+	regcache_atfork_prepare();
+}
+
+void rt_atfork_parent(void)
+{
+	regcache_atfork_parent();
+	pthread_mutex_unlock(&rt_g.lock);
+}
+
+void rt_atfork_child(void)
 {
 	/*
 	 * The child has no service thread and must not touch the parent's
 	 * queue pairs: pretend the transport was never started.  Memory is
 	 * leaked on purpose; freeing it could unmap pages the parent's device
-	 * still writes into (they are shared until exec).
+	 * still writes into (they are shared until exec).  The locks were
+	 * taken by this thread before fork, so they are whole and ours.
 	 */
-	pthread_mutex_init(&rt_g.lock, NULL);
+	regcache_atfork_child();
 	rt_g.initialised = false;
 	rt_g.conns = NULL;
 	rt_g.listeners = NULL;
@@ -323,4 +337,5 @@ void rt_forget_after_fork(void)
 	rt_g.cm_chan = NULL;
 	rt_g.epoll_fd = -1;
 	rt_g.wake_fd = -1;
+	pthread_mutex_unlock(&rt_g.lock);
 }

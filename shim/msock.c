@@ -259,12 +259,22 @@ int shim_close_range(unsigned first, unsigned last, int flags)
 	return ret;
 }
 
-void shim_after_fork_child(void)
+void msock_atfork_prepare(void)
+{
+	pthread_rwlock_wrlock(&table_lock);
+}
+
+void msock_atfork_parent(void)
+{
+	pthread_rwlock_unlock(&table_lock);
+}
+
+/* Inherited diverted fds fail cleanly from now on (see forked_away). */
+void msock_atfork_child(void)
 {
 	int fd;
 
 	forked_child = true;
-	pthread_rwlock_init(&table_lock, NULL);
 	for (fd = fdtable_next(0, FDTABLE_MAX_FD - 1, false); fd >= 0;
 	     fd = fdtable_next(fd + 1, FDTABLE_MAX_FD - 1, false)) {
 		struct msock *ms = fdtable_get(fd);
@@ -272,6 +282,13 @@ void shim_after_fork_child(void)
 		if (ms)
 			ms->forked_away = true;
 	}
+	/*
+	 * glibc's rwlock remembers its writer by thread id, and the child's
+	 * thread has a new one: an unlock here would count as a reader's.
+	 * Re-initialising is sound only because prepare holds the lock, so
+	 * no other thread was inside it at fork.
+	 */
+	pthread_rwlock_init(&table_lock, NULL);
 }
 
 void shim_trace(struct msock *ms, const char *call, long ret)
