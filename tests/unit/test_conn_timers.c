@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "rdma/internal.h"
 #include "rdma/regcache.h"
 
@@ -134,19 +136,6 @@ static void test_accept_races_timers(void **state)
 	free(l);
 }
 
-static void *fake_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
-{
-	(void)ctx;
-	(void)len;
-	*lkey = 1;
-	return addr;
-}
-
-static void fake_dereg(void *ctx, void *handle)
-{
-	(void)ctx;
-	(void)handle;
-}
 
 static bool walkers_stop;
 

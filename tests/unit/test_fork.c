@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "common/log.h"
 #include "rdma/regcache.h"
 #include "rdma/transport.h"
@@ -38,19 +40,6 @@
 static int stop;		/* atomic */
 static int fd_a, fd_b;
 
-static void *fake_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
-{
-	(void)ctx;
-	(void)len;
-	*lkey = 1;
-	return addr;
-}
-
-static void fake_dereg(void *ctx, void *handle)
-{
-	(void)ctx;
-	(void)handle;
-}
 
 /* Each worker and each child: one pass over the library's locks. */
 static void touch_every_lock(int which)

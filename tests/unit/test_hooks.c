@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "rdma/internal.h"
 #include "rdma/regcache.h"
 #include "shim/fdtable.h"
@@ -111,12 +113,6 @@ static void *unmapping_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
 	return addr;
 }
 
-static void plain_dereg(void *ctx, void *handle)
-{
-	(void)ctx;
-	(void)handle;
-}
-
 struct reg_job {
 	struct regcache *rc;
 	void *buf;
@@ -139,7 +135,7 @@ static void *register_once(void *arg)
 /* The registration cache's own lock is held across the backend call. */
 static void test_munmap_inside_registration(void **state)
 {
-	struct regcache_backend be = { unmapping_reg, plain_dereg, NULL };
+	struct regcache_backend be = { unmapping_reg, fake_dereg, NULL };
 	static char buf[PAGE] __attribute__((aligned(PAGE)));
 	struct reg_job job = { 0 };
 	pthread_t t;
