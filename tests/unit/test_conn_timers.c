@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests for connection bookkeeping in rdma/conn.c and rdma/cm.c, on
- * connections that never touch a device: what the service thread's timers
- * may decide before the owner has started the set-up, and tearing a
- * connection down while other threads walk every connection's
+ * Unit tests for connection bookkeeping in rdma/conn.c, listener.c and
+ * timers.c, on connections that never touch a device: what the service
+ * thread's timers may decide before the owner has started the set-up, and
+ * tearing a connection down while other threads walk every connection's
  * registrations.
  */
 #include <pthread.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Unit tests for shim/log.c: line format, filtering, errno, destinations. */
+/* Unit tests for common/log.c: line format, filtering, errno, destinations. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
