@@ -34,7 +34,7 @@
 
 #define FORKS 100
 #define WORKERS 4
-#define CHILD_LIMIT_MS 5000
+#define CHILD_LIMIT_MS 30000
 #define PAGE 4096
 
 static int stop;		/* atomic */
