@@ -10,6 +10,12 @@
 
 MIGRDMA_EXPORT int close(int fd)
 {
+	/*
+	 * An internal fd closed by a library we use (libibverbs closing a
+	 * completion channel): the number may go to the program next, and
+	 * close_range() must not spare it then.
+	 */
+	fdtable_mark_internal(fd, false);
 	if (!fdtable_get(fd))
 		return REAL(close)(fd);
 	return shim_close(fd);
@@ -40,6 +46,9 @@ MIGRDMA_EXPORT int dup2(int oldfd, int newfd)
 {
 	int ret = REAL(dup2)(oldfd, newfd);
 
+	/* The kernel closed whatever newfd was: the number is the program's. */
+	if (ret >= 0 && newfd != oldfd)
+		fdtable_mark_internal(newfd, false);
 	if (ret >= 0 && (fdtable_get(oldfd) || fdtable_get(newfd)))
 		shim_dup_done(oldfd, newfd);
 	return ret;
@@ -49,6 +58,9 @@ MIGRDMA_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	int ret = REAL(dup3)(oldfd, newfd, flags);
 
+	/* The kernel closed whatever newfd was: the number is the program's. */
+	if (ret >= 0 && newfd != oldfd)
+		fdtable_mark_internal(newfd, false);
 	if (ret >= 0 && (fdtable_get(oldfd) || fdtable_get(newfd)))
 		shim_dup_done(oldfd, newfd);
 	return ret;

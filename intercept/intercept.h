@@ -2,7 +2,8 @@
 /*
  * intercept/: the libc entry points migrdma interposes.  Each looks the fd
  * up and hands a diverted one to shim/, or calls the real function.
- * These are the library's only exported symbols (libmigrdma.map).
+ * These are the library's only exported symbols (the INTERPOSE lines of
+ * common/interposed.def, from which the linker map is generated).
  */
 #ifndef MIGRDMA_INTERCEPT_H
 #define MIGRDMA_INTERCEPT_H

@@ -32,7 +32,11 @@ static ssize_t send_iov(struct msock *ms, const struct iovec *iov, int iovcnt, i
 	return ret;
 }
 
-MIGRDMA_EXPORT ssize_t read(int fd, void *buf, size_t n)
+/*
+ * The fortified variants share these bodies: calling the exported name
+ * would go through the PLT, as a call from the program does.
+ */
+static ssize_t do_read(int fd, void *buf, size_t n)
 {
 	struct msock *ms = shim_get(fd);
 
@@ -41,11 +45,38 @@ MIGRDMA_EXPORT ssize_t read(int fd, void *buf, size_t n)
 	return recv_one(ms, buf, n, 0, "read");
 }
 
+static ssize_t do_recv(int fd, void *buf, size_t n, int flags)
+{
+	struct msock *ms = shim_get(fd);
+
+	if (!ms)
+		return REAL(recv)(fd, buf, n, flags);
+	return recv_one(ms, buf, n, flags, "recv");
+}
+
+static ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+			   socklen_t *addrlen)
+{
+	struct msock *ms = shim_get(fd);
+
+	if (!ms)
+		return REAL(recvfrom)(fd, buf, n, flags, addr, addrlen);
+	/* A connected stream socket reports no source address. */
+	if (addr && addrlen)
+		*addrlen = 0;
+	return recv_one(ms, buf, n, flags, "recvfrom");
+}
+
+MIGRDMA_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	return do_read(fd, buf, n);
+}
+
 MIGRDMA_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
 	if (n > buflen)
 		__chk_fail();
-	return read(fd, buf, n);
+	return do_read(fd, buf, n);
 }
 
 MIGRDMA_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
@@ -63,31 +94,20 @@ MIGRDMA_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 
 MIGRDMA_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-	struct msock *ms = shim_get(fd);
-
-	if (!ms)
-		return REAL(recv)(fd, buf, n, flags);
-	return recv_one(ms, buf, n, flags, "recv");
+	return do_recv(fd, buf, n, flags);
 }
 
 MIGRDMA_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
 	if (n > buflen)
 		__chk_fail();
-	return recv(fd, buf, n, flags);
+	return do_recv(fd, buf, n, flags);
 }
 
 MIGRDMA_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG addr,
 				socklen_t *addrlen)
 {
-	struct msock *ms = shim_get(fd);
-
-	if (!ms)
-		return REAL(recvfrom)(fd, buf, n, flags, SA(addr), addrlen);
-	/* A connected stream socket reports no source address. */
-	if (SA(addr) && addrlen)
-		*addrlen = 0;
-	return recv_one(ms, buf, n, flags, "recvfrom");
+	return do_recvfrom(fd, buf, n, flags, SA(addr), addrlen);
 }
 
 MIGRDMA_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -95,7 +115,7 @@ MIGRDMA_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen
 {
 	if (n > buflen)
 		__chk_fail();
-	return recvfrom(fd, buf, n, flags, addr, addrlen);
+	return do_recvfrom(fd, buf, n, flags, SA(addr), addrlen);
 }
 
 MIGRDMA_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)

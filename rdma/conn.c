@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
+#include "common/real.h"
 
 struct rt_conn *conn_alloc(bool is_server)
 {
@@ -81,7 +82,7 @@ static struct ibv_mr *map_and_register(struct rt_conn *c, uint8_t **buf, size_t 
 	mr = ibv_reg_mr(c->pd, *buf, len, access);
 	if (!mr) {
 		log_registration_failure(c, what, len);
-		munmap(*buf, len);
+		REAL(munmap)(*buf, len);
 		*buf = NULL;
 	}
 	return mr;
@@ -92,12 +93,50 @@ static size_t sbuf_len(void)
 	return (size_t)RT_TX_SLOTS * RT_MSG_SIZE + (size_t)RT_CTRL_SLOTS * RT_CTRL_BUF;
 }
 
-int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
+/* The completion channel, queue and queue pair; false with errno set. */
+static bool create_queues(struct rt_conn *c, struct rdma_cm_id *id)
 {
 	struct ibv_qp_init_attr qa;
-	struct regcache *rc;
-	unsigned send_wr, i;
 	int fl;
+
+	c->chan = ibv_create_comp_channel(id->verbs);
+	if (!c->chan)
+		return false;
+	fl = REAL(fcntl)(c->chan->fd, F_GETFL);
+	REAL(fcntl)(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
+	c->cq = ibv_create_cq(id->verbs, (int)(RT_SQ_DEPTH + c->nrecv), c, c->chan, 0);
+	if (!c->cq)
+		return false;
+	/* Armed for the first completion; conn_arm() decides from then on. */
+	if (ibv_req_notify_cq(c->cq, 0))
+		return false;
+	c->cq_armed = true;
+	c->cq_armed_any = true;
+
+	memset(&qa, 0, sizeof(qa));
+	qa.send_cq = c->cq;
+	qa.recv_cq = c->cq;
+	qa.qp_type = IBV_QPT_RC;
+	qa.cap.max_send_wr = RT_SQ_DEPTH;
+	qa.cap.max_recv_wr = c->nrecv;
+	qa.cap.max_send_sge = c->max_sge;
+	qa.cap.max_recv_sge = 1;
+	qa.cap.max_inline_data = RT_CTRL_BUF;
+	if (rdma_create_qp(id, c->pd, &qa)) {
+		/* Inline data is an optimisation some devices lack. */
+		qa.cap.max_inline_data = 0;
+		if (rdma_create_qp(id, c->pd, &qa))
+			return false;
+	}
+	c->qp = id->qp;
+	c->max_inline = qa.cap.max_inline_data;
+	return true;
+}
+
+int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
+{
+	struct regcache *rc;
+	unsigned i;
 
 	/* The id is the connection's from here on, even if set-up fails. */
 	c->cm_id = id;
@@ -110,7 +149,6 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 							     : RT_MAX_SGE;
 	c->nrecv = RT_DATA_CREDITS + RT_CTRL_RECVS;
 	c->ring_size = (uint32_t)rt_g.opts.ring_size;
-	send_wr = RT_SQ_DEPTH;
 
 	c->pd = ibv_alloc_pd(id->verbs);
 	if (!c->pd)
@@ -122,37 +160,8 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 	pthread_mutex_lock(&rt_g.lock);
 	c->regcache = rc;
 	pthread_mutex_unlock(&rt_g.lock);
-	c->chan = ibv_create_comp_channel(id->verbs);
-	if (!c->chan)
+	if (!create_queues(c, id))
 		goto fail_errno;
-	fl = fcntl(c->chan->fd, F_GETFL);
-	fcntl(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
-	c->cq = ibv_create_cq(id->verbs, (int)(send_wr + c->nrecv), c, c->chan, 0);
-	if (!c->cq)
-		goto fail_errno;
-	/* Armed for the first completion; conn_arm() decides from then on. */
-	if (ibv_req_notify_cq(c->cq, 0))
-		goto fail_errno;
-	c->cq_armed = true;
-	c->cq_armed_any = true;
-
-	memset(&qa, 0, sizeof(qa));
-	qa.send_cq = c->cq;
-	qa.recv_cq = c->cq;
-	qa.qp_type = IBV_QPT_RC;
-	qa.cap.max_send_wr = send_wr;
-	qa.cap.max_recv_wr = c->nrecv;
-	qa.cap.max_send_sge = c->max_sge;
-	qa.cap.max_recv_sge = 1;
-	qa.cap.max_inline_data = RT_CTRL_BUF;
-	if (rdma_create_qp(id, c->pd, &qa)) {
-		/* Inline data is an optimisation some devices lack. */
-		qa.cap.max_inline_data = 0;
-		if (rdma_create_qp(id, c->pd, &qa))
-			goto fail_errno;
-	}
-	c->qp = id->qp;
-	c->max_inline = qa.cap.max_inline_data;
 
 	c->ring_mr = map_and_register(c, &c->ring, c->ring_size,
 				      IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE,
@@ -241,11 +250,11 @@ void conn_destroy(struct rt_conn *c)
 	if (c->sbuf_mr)
 		ibv_dereg_mr(c->sbuf_mr);
 	if (c->ring)
-		munmap(c->ring, c->ring_size);
+		REAL(munmap)(c->ring, c->ring_size);
 	if (c->rbufs)
-		munmap(c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE);
+		REAL(munmap)(c->rbufs, (size_t)c->nrecv * RT_MSG_SIZE);
 	if (c->sbufs)
-		munmap(c->sbufs, sbuf_len());
+		REAL(munmap)(c->sbufs, sbuf_len());
 	/*
 	 * Registrations die with their connection: memory freed inside libc
 	 * never passes our munmap hook, so none may outlive it.

@@ -32,7 +32,7 @@ static struct defer_range ranges[DEFER_MAX_RANGES];
 static unsigned nranges;
 
 /* Set while this thread is inside libibverbs, whose own madvise calls are not the program's. */
-static __thread bool inside_verbs;
+static __thread bool inside_verbs __attribute__((tls_model("initial-exec")));
 
 void rt_defer_enter_verbs(void)
 {
@@ -126,4 +126,15 @@ bool defer_allowed(const void *addr, size_t len)
 		ok = ranges[i].start <= start && end <= ranges[i].end;
 	pthread_mutex_unlock(&defer_lock);
 	return ok;
+}
+
+/* fork: held across it, so the child's copy of the table is whole (service.c). */
+void defer_atfork_prepare(void)
+{
+	pthread_mutex_lock(&defer_lock);
+}
+
+void defer_atfork_release(void)
+{
+	pthread_mutex_unlock(&defer_lock);
 }

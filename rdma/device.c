@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 static void *verbs_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
 {
@@ -94,15 +94,13 @@ void rt_pinned_bytes(size_t *now, size_t *peak)
 	rt_devices_pinned(now, peak);
 }
 
+/*
+ * Called by the munmap, mremap and madvise hooks, from any thread and
+ * with any of our locks possibly held by this thread (a driver unmapping
+ * inside librdmacm under rt_g.lock): it must take none of the transport's
+ * locks, only the registration caches' own.
+ */
 void rt_invalidate_memory(const void *addr, size_t len)
 {
-	struct rt_conn *c;
-
-	if (!rt_g.initialised)
-		return;
-	pthread_mutex_lock(&rt_g.lock);
-	for (c = rt_g.conns; c; c = c->next_all)
-		if (c->regcache)
-			regcache_invalidate(c->regcache, addr, len);
-	pthread_mutex_unlock(&rt_g.lock);
+	regcache_invalidate_all(addr, len);
 }

@@ -281,17 +281,30 @@ struct rt_global {
 
 extern struct rt_global rt_g;
 
+/* The private data of a reject: WIRE_MAGIC, then one enum wire_reject byte. */
+#define REJECT_DATA_LEN 5
+
+/*
+ * What each file of rdma/ does, and what it offers the others.  The public
+ * API (rt_*) is in transport.h; regcache.c, credit.c, wire.c and auth.c
+ * have headers of their own.
+ */
+
+/* service.c: the service thread, its epoll set, clocks, rt_init, fork */
 uint64_t rt_now_ms(void);
 /* A clock good to a scheduler tick that costs no system call (for keepalive). */
 uint64_t rt_coarse_ms(void);
 struct timespec rt_abs_timeout(unsigned ms);
+int rt_service_watch(int fd, void *ptr);
+void rt_service_unwatch(int fd);
+void conn_wake_service(void);
 
-/* device.c */
+/* device.c: devices, their registration caches, pinned bytes, invalidation */
 struct rt_device *rt_device_get(struct ibv_context *verbs);
 struct regcache *rt_regcache_create(struct ibv_pd *pd);
 void rt_devices_pinned(size_t *now, size_t *peak);
 
-/* conn.c */
+/* conn.c: a connection's resources, state, events and waits */
 struct rt_conn *conn_alloc(bool is_server);
 int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id);
 void conn_destroy(struct rt_conn *c);
@@ -303,7 +316,6 @@ void conn_local_hello(const struct rt_conn *c, struct wire_hello *h);
 /* Wait for the service thread's news (set-up), bounded to a second. */
 void conn_wait(struct rt_conn *c);
 uint64_t rt_deadline(int timeout_ms);
-void conn_wake_service(void);
 /*
  * Ask for a completion event if anybody will need waking by one (lock
  * held).  Returns true if completions were reaped on the way.
@@ -318,38 +330,59 @@ bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, bool any);
 /* Every work request posted so far has completed (lock held). */
 bool conn_sq_idle(const struct rt_conn *c);
 
-/* defer.c */
+/* defer.c: which program memory a write may leave in flight */
 /* May a write return while the device has yet to read [addr, addr+len)? */
 bool defer_allowed(const void *addr, size_t len);
 /* Bracket calls into libibverbs, whose madvise calls are its own, not the program's. */
 void rt_defer_enter_verbs(void);
 void rt_defer_leave_verbs(void);
+/* fork: take the table's lock before, release it after (parent and child). */
+void defer_atfork_prepare(void);
+void defer_atfork_release(void);
 
-/* send.c */
+/* send.c: building and posting DATA messages, holding bulk writes */
 /* Post the DATA message being assembled, if it holds anything (lock held). */
 int tx_flush(struct rt_conn *c);
 /* The service thread's tick: post a held message no write has added to since. */
 void tx_flush_if_idle(struct rt_conn *c);
 
-/* progress.c */
+/* progress.c: completions, receive posting, control messages */
 /* Reap the completion queue; returns true if anything completed (lock held). */
 bool conn_progress(struct rt_conn *c);
 int conn_post_recv(struct rt_conn *c, unsigned idx);
 void conn_send_ctrl(struct rt_conn *c, enum wire_opcode op);
 void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,
 			    uint32_t len);
-void conn_auth_received(struct rt_conn *c, const uint8_t *proof);
-void conn_auth_ok_received(struct rt_conn *c);
 void conn_flush_pending_ctrl(struct rt_conn *c);
+
+/* recv.c (send.c has only rt_send, in transport.h) */
 void conn_rx_discard(struct rt_conn *c);
 
-/* service.c */
-int rt_service_watch(int fd, void *ptr);
-void rt_service_unwatch(int fd);
+/* connect.c: the active side, rt_connect and address/route resolution */
+int cm_resolve_timeout_ms(const struct rt_conn *c);
+void cm_route_resolved(struct rt_conn *c);
 
-/* listen side (cm.c) */
+/* listener.c: rt_listen, the accept queue and its limit, rt_accept */
 void listener_update_events(struct rt_listener *l);
+bool listener_full(struct rt_listener *l);
+void listener_enqueue(struct rt_conn *c);
+bool listener_drop_pending(struct rt_conn *c);
+void listener_destroy(struct rt_listener *l);
+
+/* handshake.c: hello, admission, MIGRDMA_SECRET, becoming established */
+void cm_copy_addrs(struct rt_conn *c, struct rdma_cm_id *id);
+void cm_fill_conn_param(struct rdma_conn_param *param, const uint8_t *pdata, uint8_t len);
+const char *cm_reject_text(int reason);
+/* A CONNECT_REQUEST on l; true when the event's id must be destroyed after the ack. */
+bool cm_connect_request(struct rt_listener *l, struct rdma_cm_event *ev);
+void cm_established(struct rt_conn *c, struct rdma_cm_event *ev);
+void conn_auth_received(struct rt_conn *c, const uint8_t *proof);
+void conn_auth_ok_received(struct rt_conn *c);
+
+/* cm_event.c: rdma_cm event dispatch */
 void cm_handle_event(struct rdma_cm_event *ev);
+
+/* timers.c: deadlines, keepalive, linger, teardown */
 void cm_check_timers(uint64_t now);
 
 #endif

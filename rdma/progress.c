@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 /* A control message's work request id: its number, and its slot (none if inline). */
 #define CTRL_NO_SLOT	0xffu
@@ -153,6 +153,49 @@ static void protocol_error(struct rt_conn *c, const char *why)
 	conn_fail(c, ECONNRESET, why);
 }
 
+/* Queue a validated DATA message for the program to read. */
+static void data_arrived(struct rt_conn *c, unsigned idx, const struct wire_hdr *h,
+			 const struct wire_data *data, bool *newdata)
+{
+	struct rx_msg *m;
+
+	if (c->fin_received) {
+		protocol_error(c, "data after FIN");
+		return;
+	}
+	if (c->rxq_count >= RT_DATA_CREDITS) {
+		protocol_error(c, "more DATA messages than credits");
+		return;
+	}
+	credit_rx_arrived(&c->crx, h->ring_skip, h->ring_len);
+	m = &c->rxq[(c->rxq_head + c->rxq_count) % RT_DATA_CREDITS];
+	memset(m, 0, sizeof(*m));
+	m->buf = idx;
+	m->hdr = *h;
+	m->data = *data;
+	c->rxq_count++;
+	c->rx_ready += (size_t)h->ring_len + h->inline_len;
+	*newdata = true;
+	if (c->shut_rd)
+		conn_rx_discard(c);	/* as TCP does after SHUT_RD */
+}
+
+/* Until the secret is proven, the proof is the only message allowed. */
+static void auth_message(struct rt_conn *c, unsigned idx, const struct wire_hdr *h,
+			 const struct wire_data *data)
+{
+	if (conn_post_recv(c, idx)) {
+		conn_fail(c, ECONNRESET, "cannot re-post a receive buffer");
+		return;
+	}
+	if (c->is_server && h->opcode == WIRE_OP_AUTH)
+		conn_auth_received(c, data->inline_bytes);
+	else if (!c->is_server && h->opcode == WIRE_OP_AUTH_OK)
+		conn_auth_ok_received(c);
+	else
+		protocol_error(c, "message before authentication completed");
+}
+
 static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *newdata)
 {
 	const uint8_t *buf = c->rbufs + (size_t)idx * RT_MSG_SIZE;
@@ -160,7 +203,6 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	struct wire_data data;
 	struct wire_hdr h;
 	const char *why;
-	struct rx_msg *m;
 
 	/* After a failure the rest of the queue is noise, not news. */
 	if (c->state == CS_FAILED)
@@ -179,52 +221,22 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	credit_tx_return(&c->ctx, h.credit_msgs, h.credit_ring);
 	c->stats.msgs_in++;
 
-	/* Until the secret is proven, the proof is the only message allowed. */
 	if (c->state == CS_AUTHENTICATING) {
-		if (conn_post_recv(c, idx)) {
-			conn_fail(c, ECONNRESET, "cannot re-post a receive buffer");
-			return;
-		}
-		if (c->is_server && h.opcode == WIRE_OP_AUTH)
-			conn_auth_received(c, data.inline_bytes);
-		else if (!c->is_server && h.opcode == WIRE_OP_AUTH_OK)
-			conn_auth_ok_received(c);
-		else
-			protocol_error(c, "message before authentication completed");
+		auth_message(c, idx, &h, &data);
 		return;
 	}
 	if (h.opcode == WIRE_OP_AUTH || h.opcode == WIRE_OP_AUTH_OK) {
 		protocol_error(c, "unexpected authentication message");
 		return;
 	}
-
-	if (h.opcode != WIRE_OP_DATA) {
-		if (conn_post_recv(c, idx)) {
-			conn_fail(c, ECONNRESET, "cannot re-post a receive buffer");
-			return;
-		}
+	/* A DATA message's buffer holds its bytes until the program has read them. */
+	if (h.opcode != WIRE_OP_DATA && conn_post_recv(c, idx)) {
+		conn_fail(c, ECONNRESET, "cannot re-post a receive buffer");
+		return;
 	}
 	switch (h.opcode) {
 	case WIRE_OP_DATA:
-		if (c->fin_received) {
-			protocol_error(c, "data after FIN");
-			return;
-		}
-		if (c->rxq_count >= RT_DATA_CREDITS) {
-			protocol_error(c, "more DATA messages than credits");
-			return;
-		}
-		credit_rx_arrived(&c->crx, h.ring_skip, h.ring_len);
-		m = &c->rxq[(c->rxq_head + c->rxq_count) % RT_DATA_CREDITS];
-		memset(m, 0, sizeof(*m));
-		m->buf = idx;
-		m->hdr = h;
-		m->data = data;
-		c->rxq_count++;
-		c->rx_ready += (size_t)h.ring_len + h.inline_len;
-		*newdata = true;
-		if (c->shut_rd)
-			conn_rx_discard(c);	/* as TCP does after SHUT_RD */
+		data_arrived(c, idx, &h, &data, newdata);
 		break;
 	case WIRE_OP_FIN:
 		c->fin_received = true;

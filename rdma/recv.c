@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 /* Give a fully read message's buffer and ring space back. */
 static void rx_msg_release(struct rt_conn *c)

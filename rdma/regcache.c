@@ -30,7 +30,34 @@ struct regcache {
 	struct regcache_entry *lru_head;
 	struct regcache_entry *lru_tail;
 	struct regcache_stats stats;
+	struct regcache *all_prev;	/* every cache, under all_lock */
+	struct regcache *all_next;
 };
+
+/*
+ * Every cache, for regcache_invalidate_all().  The program's munmap hook
+ * walks this list, so its lock is its own: no code holds it while calling
+ * out of this file, and the transport's locks are never taken under it.
+ */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct regcache *all_head;
+
+/*
+ * Set while this thread is inside a backend call, with a cache's lock
+ * held: memory a driver unmaps there is its own, never the program's, and
+ * invalidating would take that lock again.
+ */
+static __thread int in_backend __attribute__((tls_model("initial-exec")));
+
+static void *backend_reg(struct regcache *rc, uintptr_t start, size_t len, uint32_t *lkey)
+{
+	void *handle;
+
+	in_backend++;
+	handle = rc->backend.reg(rc->backend.ctx, (void *)start, len, lkey);
+	in_backend--;
+	return handle;
+}
 
 static size_t bucket_of(const struct regcache *rc, uintptr_t addr)
 {
@@ -76,7 +103,9 @@ static void hash_unlink(struct regcache *rc, struct regcache_entry *e)
 
 static void entry_free(struct regcache *rc, struct regcache_entry *e)
 {
+	in_backend++;
 	rc->backend.dereg(rc->backend.ctx, e->handle);
+	in_backend--;
 	rc->stats.deregistrations++;
 	rc->stats.pinned_bytes -= e->len;
 	rc->stats.entries--;
@@ -112,6 +141,12 @@ struct regcache *regcache_create(const struct regcache_backend *backend,
 	rc->backend = *backend;
 	rc->chunk = chunk;
 	rc->pin_limit = pin_limit;
+	pthread_mutex_lock(&all_lock);
+	rc->all_next = all_head;
+	if (all_head)
+		all_head->all_prev = rc;
+	__atomic_store_n(&all_head, rc, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&all_lock);
 	return rc;
 }
 
@@ -121,6 +156,14 @@ void regcache_destroy(struct regcache *rc)
 
 	if (!rc)
 		return;
+	pthread_mutex_lock(&all_lock);
+	if (rc->all_prev)
+		rc->all_prev->all_next = rc->all_next;
+	else if (all_head == rc)
+		__atomic_store_n(&all_head, rc->all_next, __ATOMIC_RELAXED);
+	if (rc->all_next)
+		rc->all_next->all_prev = rc->all_prev;
+	pthread_mutex_unlock(&all_lock);
 	pthread_mutex_lock(&rc->lock);
 	for (i = 0; i < REGCACHE_BUCKETS; i++) {
 		while (rc->buckets[i]) {
@@ -175,7 +218,7 @@ static struct regcache_entry *try_register(struct regcache *rc, uintptr_t start,
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	e->handle = rc->backend.reg(rc->backend.ctx, (void *)start, len, &e->lkey);
+	e->handle = backend_reg(rc, start, len, &e->lkey);
 	if (!e->handle) {
 		int saved = errno;
 
@@ -298,6 +341,35 @@ void regcache_invalidate(struct regcache *rc, const void *addr, size_t len)
 		}
 	}
 	pthread_mutex_unlock(&rc->lock);
+}
+
+void regcache_invalidate_all(const void *addr, size_t len)
+{
+	struct regcache *rc;
+
+	if (in_backend || !__atomic_load_n(&all_head, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&all_lock);
+	for (rc = all_head; rc; rc = rc->all_next)
+		regcache_invalidate(rc, addr, len);
+	pthread_mutex_unlock(&all_lock);
+}
+
+void regcache_atfork_prepare(void)
+{
+	pthread_mutex_lock(&all_lock);
+}
+
+void regcache_atfork_parent(void)
+{
+	pthread_mutex_unlock(&all_lock);
+}
+
+void regcache_atfork_child(void)
+{
+	/* The parent's registrations are not the child's to drop. */
+	__atomic_store_n(&all_head, NULL, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&all_lock);
 }
 
 void regcache_flush(struct regcache *rc)

@@ -68,6 +68,19 @@ void regcache_put(struct regcache *rc, struct regcache_entry *entry);
  */
 void regcache_invalidate(struct regcache *rc, const void *addr, size_t len);
 
+/*
+ * regcache_invalidate() on every cache.  The munmap, mremap and madvise
+ * hooks call it from any thread, holding nothing; it takes only this
+ * file's locks, and does nothing on a thread inside a backend call (the
+ * driver's own memory, with a cache lock held).
+ */
+void regcache_invalidate_all(const void *addr, size_t len);
+
+/* fork: hold the list of caches across it; the child forgets the parent's. */
+void regcache_atfork_prepare(void);
+void regcache_atfork_parent(void);
+void regcache_atfork_child(void);
+
 /* Drop every idle registration. */
 void regcache_flush(struct regcache *rc);
 

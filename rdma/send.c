@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
 
 #define PAGE_SIZE_BYTES 4096u
 

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "shim/log.h"
+#include "common/log.h"
+#include "common/real.h"
 
 struct rt_global rt_g = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1, .wake_fd = -1 };
 
@@ -81,7 +82,7 @@ void conn_wake_service(void)
 
 	if (rt_g.wake_fd < 0)
 		return;
-	if (write(rt_g.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (REAL(write)(rt_g.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_debug(0, "service wake-up failed: %m");
 }
 
@@ -201,7 +202,7 @@ static void *service_main(void *arg)
 			} else if (p == &tag_wake) {
 				uint64_t v;
 
-				if (read(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				if (REAL(read)(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_debug(0, "service wake read: %m");
 			} else if (((struct rt_obj *)p)->kind == RT_OBJ_WATCH) {
 				handle_watch(p);
@@ -223,11 +224,11 @@ static void *service_main(void *arg)
 
 static int set_nonblock(int fd)
 {
-	int fl = fcntl(fd, F_GETFL);
+	int fl = REAL(fcntl)(fd, F_GETFL);
 
 	if (fl < 0)
 		return -1;
-	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 int rt_init(const struct rt_options *opts)
@@ -278,9 +279,9 @@ fail_errno:
 	log_error(0, "transport start-up failed: %s", strerror(errno));
 fail:
 	if (rt_g.wake_fd >= 0)
-		close(rt_g.wake_fd);
+		REAL(close)(rt_g.wake_fd);
 	if (rt_g.epoll_fd >= 0)
-		close(rt_g.epoll_fd);
+		REAL(close)(rt_g.epoll_fd);
 	if (rt_g.cm_chan)
 		rdma_destroy_event_channel(rt_g.cm_chan);
 	rt_g.cm_chan = NULL;
@@ -317,15 +318,32 @@ out:
 	pthread_mutex_unlock(&rt_g.lock);
 }
 
-void rt_forget_after_fork(void)
+/* Lock order: rt_g.lock, then the registration caches' list. */
+void rt_atfork_prepare(void)
+{
+	pthread_mutex_lock(&rt_g.lock);
+	regcache_atfork_prepare();
+	defer_atfork_prepare();
+}
+
+void rt_atfork_parent(void)
+{
+	defer_atfork_release();
+	regcache_atfork_parent();
+	pthread_mutex_unlock(&rt_g.lock);
+}
+
+void rt_atfork_child(void)
 {
 	/*
 	 * The child has no service thread and must not touch the parent's
 	 * queue pairs: pretend the transport was never started.  Memory is
 	 * leaked on purpose; freeing it could unmap pages the parent's device
-	 * still writes into (they are shared until exec).
+	 * still writes into (they are shared until exec).  The locks were
+	 * taken by this thread before fork, so they are whole and ours.
 	 */
-	pthread_mutex_init(&rt_g.lock, NULL);
+	defer_atfork_release();
+	regcache_atfork_child();
 	rt_g.initialised = false;
 	rt_g.conns = NULL;
 	rt_g.listeners = NULL;
@@ -333,4 +351,5 @@ void rt_forget_after_fork(void)
 	rt_g.cm_chan = NULL;
 	rt_g.epoll_fd = -1;
 	rt_g.wake_fd = -1;
+	pthread_mutex_unlock(&rt_g.lock);
 }

@@ -217,7 +217,14 @@ void rt_for_each_internal_fd(void (*fn)(int fd, void *arg), void *arg);
  */
 void rt_quiesce_at_exit(unsigned timeout_ms);
 
-/* In a forked child: forget the parent's resources without touching them. */
-void rt_forget_after_fork(void);
+/*
+ * fork: prepare takes the transport's process-wide locks (after the
+ * owner's, before nothing else of ours); parent releases them; child
+ * releases them after forgetting the parent's resources without touching
+ * them.
+ */
+void rt_atfork_prepare(void);
+void rt_atfork_parent(void);
+void rt_atfork_child(void);
 
 #endif

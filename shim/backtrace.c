@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 #include "backtrace.h"
-#include "log.h"
+#include "common/log.h"
+#include "common/real.h"
 
 #define BT_MAX_FRAMES 64
 #define BT_LINE_MAX 256
@@ -82,7 +83,7 @@ static void line_write(int fd, struct line *l)
 
 	l->buf[l->len++] = '\n';
 	while (off < l->len) {
-		n = write(fd, l->buf + off, l->len - off);
+		n = REAL(write)(fd, l->buf + off, l->len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -294,7 +295,7 @@ static void install_altstack(void)
 	ss.ss_sp = p + page;
 	ss.ss_size = BT_ALTSTACK_SIZE;
 	if (sigaltstack(&ss, NULL) < 0)
-		munmap(p, BT_ALTSTACK_SIZE + (size_t)page);
+		REAL(munmap)(p, BT_ALTSTACK_SIZE + (size_t)page);
 }
 
 void backtrace_install(void)

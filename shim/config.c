@@ -312,7 +312,7 @@ static int config_load_vars(struct migrdma_config *cfg,
 			    const char *(*getenv_fn)(const char *name),
 			    char *err, size_t errlen)
 {
-	char a[32], b[32], what[96];
+	char a[32], b[32], what[128];
 	const char *v;
 
 	if (load_bool(getenv_fn, "MIGRDMA_DISABLE", &cfg->disabled, err, errlen) < 0)

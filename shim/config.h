@@ -14,12 +14,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-enum log_level {
-	LOG_LEVEL_ERROR = 0,
-	LOG_LEVEL_WARN,
-	LOG_LEVEL_INFO,
-	LOG_LEVEL_DEBUG,
-};
+#include "common/log.h"
 
 enum fallback_mode {
 	FALLBACK_NONE = 0,	/* never make a TCP connection for a matched socket */

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "fdtable.h"
-#include "real.h"
+#include "common/real.h"
 #include "rdma/transport.h"
 
 /* One call empties it as a rule: rings are one byte each, filler a few KiB. */

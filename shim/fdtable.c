@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "fdtable.h"
 
+#include "common/real.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -32,7 +34,7 @@ static struct fd_slot *page_of(int fd, bool create)
 		return NULL;
 	if (!__atomic_compare_exchange_n(&pages[fd >> PAGE_SHIFT_FDS], &p, fresh, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		munmap(fresh, sizeof(struct fd_slot) * PAGE_FDS);
+		REAL(munmap)(fresh, sizeof(struct fd_slot) * PAGE_FDS);
 		return p;
 	}
 	return fresh;
@@ -108,6 +110,6 @@ void fdtable_reset(void)
 		struct fd_slot *p = __atomic_exchange_n(&pages[i], NULL, __ATOMIC_ACQ_REL);
 
 		if (p)
-			munmap(p, sizeof(struct fd_slot) * PAGE_FDS);
+			REAL(munmap)(p, sizeof(struct fd_slot) * PAGE_FDS);
 	}
 }

@@ -15,9 +15,9 @@
 #include "config.h"
 #include "init.h"
 #include "live.h"
-#include "log.h"
+#include "common/log.h"
+#include "common/real.h"
 #include "rdma/transport.h"
-#include "real.h"
 #include "shim.h"
 
 enum shim_state { SHIM_UNINIT = 0, SHIM_INERT = 1, SHIM_ACTIVE = 2 };
@@ -48,17 +48,21 @@ void shim_mark_transport_fds(void)
 		fdtable_mark_internal(log_fd(), true);
 }
 
-static void atfork_child(void)
+void init_atfork_prepare(void)
 {
-	/*
-	 * The child shares nothing live with the parent's transport: no
-	 * service thread, and queue pairs it must not touch.  Its copies of
-	 * diverted fds fail cleanly (see shim_get).
-	 */
-	rt_forget_after_fork();
+	pthread_mutex_lock(&transport_lock);
+}
+
+void init_atfork_parent(void)
+{
+	pthread_mutex_unlock(&transport_lock);
+}
+
+/* The child shares nothing live with the parent's transport. */
+void init_atfork_child(void)
+{
 	transport_started = false;
-	pthread_mutex_init(&transport_lock, NULL);
-	shim_after_fork_child();
+	pthread_mutex_unlock(&transport_lock);
 }
 
 static void do_init(void)
@@ -78,9 +82,9 @@ static void do_init(void)
 		__atomic_store_n(&shim_state, SHIM_INERT, __ATOMIC_RELEASE);
 		goto out;
 	}
-	log_init(&shim_cfg);
+	log_init(shim_cfg.log_level, shim_cfg.log_file);
 	backtrace_install();
-	pthread_atfork(NULL, NULL, atfork_child);
+	shim_install_fork_handlers();
 	log_debug(0, "active: %zu target rule(s), fallback %s", shim_cfg.nrules,
 		 shim_cfg.fallback == FALLBACK_TCP ? "tcp" : "none");
 	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);

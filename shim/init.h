@@ -13,7 +13,17 @@ int shim_start_transport(void);
 /* Protect the transport's fds from the program's close loops. */
 void shim_mark_transport_fds(void);
 
-/* In a forked child: make inherited diverted fds fail cleanly. */
-void shim_after_fork_child(void);
+/*
+ * fork (fork.c): each part takes its locks in prepare and releases them in
+ * parent and child, in the lock order transport_lock, table_lock, then the
+ * transport's (rt_atfork_*).
+ */
+void shim_install_fork_handlers(void);
+void init_atfork_prepare(void);
+void init_atfork_parent(void);
+void init_atfork_child(void);
+void msock_atfork_prepare(void);
+void msock_atfork_parent(void);
+void msock_atfork_child(void);
 
 #endif

@@ -8,9 +8,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "common/addr.h"
+#include "common/log.h"
+#include "common/real.h"
 #include "rdma/transport.h"
-#include "real.h"
 #include "stats.h"
 
 static struct live_file *live;
@@ -41,8 +42,8 @@ static void live_tick(void *arg)
 		c->id = info[i].id;
 		c->is_server = info[i].is_server;
 		snprintf(c->state, sizeof(c->state), "%s", info[i].state);
-		stats_format_addr(&info[i].local, c->local, sizeof(c->local));
-		stats_format_addr(&info[i].peer, c->peer, sizeof(c->peer));
+		addr_format(&info[i].local, c->local, sizeof(c->local));
+		addr_format(&info[i].peer, c->peer, sizeof(c->peer));
 		c->bytes_out = info[i].stats.bytes_out;
 		c->bytes_in = info[i].stats.bytes_in;
 		c->bytes_out_zerocopy = info[i].stats.bytes_out_zerocopy;

@@ -4,64 +4,36 @@
  * holds for a diverted connection or listener (dups share one).  It owns
  * the doorbell the program's fd really is, a "shadow" TCP socket that
  * answers socket options exactly as TCP would, and the transport object.
+ * This file: its life, and the calls the program makes on it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "common/addr.h"
+#include "common/log.h"
 #include "config.h"
 #include "doorbell.h"
 #include "init.h"
-#include "log.h"
+#include "msock.h"
 #include "rdma/transport.h"
 #include "shim.h"
 #include "stats.h"
 
-struct msock {
-	int refs;			/* atomic: one per fd mapping, one per call in flight */
-	int fd_refs;			/* atomic: fd mappings */
-	bool is_listener;
-	int domain;
-	bool nonblock;			/* atomic: O_NONBLOCK of the program's fd */
-	bool forked_away;		/* inherited by a child: unusable */
-	int rcv_timeout_ms;		/* atomic: SO_RCVTIMEO, -1 = none */
-	int snd_timeout_ms;		/* atomic: SO_SNDTIMEO, -1 = none */
-	struct doorbell db;
-	int shadow_fd;			/* TCP socket for options; holds a listener's port */
-	struct rt_conn *conn;
-	struct rt_listener *lst;
-	bool tcp_listening;		/* MIGRDMA_FALLBACK=tcp: the shadow listens too */
-	struct rt_watch *tcp_watch;
-	struct sockaddr_storage local;	/* a listener's bound address */
-	struct timespec t_start;
-	const char *role;
-};
-
-/*
- * Readers take it shared to turn a table entry into a reference; close
- * takes it exclusive to remove the entry, so a reference is never taken
- * on a socket being freed.
- */
-static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
-static bool forked_child;
-
-static void msock_notify(void *arg, unsigned events)
+void msock_notify(void *arg, unsigned events)
 {
 	struct msock *ms = arg;
 
 	doorbell_set(&ms->db, events);
 }
 
-static struct msock *msock_new(bool listener, int domain, const char *role)
+struct msock *msock_new(bool listener, int domain, const char *role)
 {
 	struct msock *ms = calloc(1, sizeof(*ms));
 
@@ -95,9 +67,9 @@ static void write_stats(struct msock *ms)
 	s.role = ms->role;
 	s.transport = "rdma";
 	rt_conn_local_addr(ms->conn, &ss);
-	stats_format_addr(&ss, s.local, sizeof(s.local));
+	addr_format(&ss, s.local, sizeof(s.local));
 	rt_conn_peer_addr(ms->conn, &ss);
-	stats_format_addr(&ss, s.peer, sizeof(s.peer));
+	addr_format(&ss, s.peer, sizeof(s.peer));
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	s.duration_s = (double)(now.tv_sec - ms->t_start.tv_sec) +
 		       (double)(now.tv_nsec - ms->t_start.tv_nsec) / 1e9;
@@ -120,10 +92,7 @@ static void msock_destroy(struct msock *ms)
 
 	if (ms->forked_away) {
 		/* The parent still owns the transport objects: only drop our fds. */
-		if (ms->db.app_fd >= 0)
-			REAL(close)(ms->db.app_fd);
-		if (ms->db.our_fd >= 0)
-			REAL(close)(ms->db.our_fd);
+		doorbell_destroy(&ms->db);
 		goto out;
 	}
 	if (ms->conn) {
@@ -151,131 +120,6 @@ void shim_put(struct msock *ms)
 		msock_destroy(ms);
 }
 
-struct msock *shim_get(int fd)
-{
-	struct msock *ms;
-
-	/* The passthrough path: one lock-free load for every fd we don't own. */
-	if (!fdtable_get(fd))
-		return NULL;
-	pthread_rwlock_rdlock(&table_lock);
-	ms = fdtable_get(fd);
-	if (ms)
-		__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
-	pthread_rwlock_unlock(&table_lock);
-	return ms;
-}
-
-static void install(int fd, struct msock *ms)
-{
-	struct msock *old;
-
-	__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
-	__atomic_add_fetch(&ms->fd_refs, 1, __ATOMIC_ACQ_REL);
-	pthread_rwlock_wrlock(&table_lock);
-	old = fdtable_set(fd, ms);
-	pthread_rwlock_unlock(&table_lock);
-	if (old && old != ms) {
-		/* The fd number was reused behind our back (a close we did not see). */
-		__atomic_sub_fetch(&old->fd_refs, 1, __ATOMIC_ACQ_REL);
-		shim_put(old);
-	}
-}
-
-/* The last fd of ms is gone: wake anyone still blocked in it. */
-static void last_fd_closed(struct msock *ms)
-{
-	if (ms->forked_away)
-		return;
-	if (ms->conn && __atomic_load_n(&ms->refs, __ATOMIC_ACQUIRE) > 1)
-		rt_shutdown(ms->conn, SHUT_RDWR);
-	if (ms->lst)
-		rt_listener_shutdown(ms->lst);
-}
-
-static void uninstall(int fd)
-{
-	struct msock *ms;
-
-	pthread_rwlock_wrlock(&table_lock);
-	ms = fdtable_set(fd, NULL);
-	pthread_rwlock_unlock(&table_lock);
-	if (!ms)
-		return;
-	if (__atomic_sub_fetch(&ms->fd_refs, 1, __ATOMIC_ACQ_REL) == 0)
-		last_fd_closed(ms);
-	shim_put(ms);
-}
-
-int shim_close(int fd)
-{
-	int ret, err;
-
-	/* Forget the mapping before the number can be reused. */
-	uninstall(fd);
-	ret = REAL(close)(fd);
-	err = errno;
-	errno = err;
-	return ret;
-}
-
-void shim_dup_done(int oldfd, int newfd)
-{
-	struct msock *ms;
-
-	if (newfd == oldfd)
-		return;
-	uninstall(newfd);
-	ms = shim_get(oldfd);
-	if (!ms)
-		return;
-	install(newfd, ms);
-	shim_put(ms);
-}
-
-int shim_close_range(unsigned first, unsigned last, int flags)
-{
-	unsigned cur = first;
-	int fd, top, ret = 0;
-
-	if (first > last) {
-		errno = EINVAL;
-		return -1;
-	}
-	/* Nothing we track lives that high: the kernel can have the whole range. */
-	if (flags & CLOSE_RANGE_CLOEXEC || first >= FDTABLE_MAX_FD)
-		return REAL(close_range)(first, last, flags);
-	top = last >= FDTABLE_MAX_FD ? FDTABLE_MAX_FD - 1 : (int)last;
-	/* Diverted fds need our close; internal ones must survive. */
-	for (fd = fdtable_next((int)first, top, false); fd >= 0;
-	     fd = fdtable_next(fd + 1, top, false))
-		uninstall(fd);
-	for (fd = fdtable_next((int)first, top, true); fd >= 0;
-	     fd = fdtable_next(fd + 1, top, true)) {
-		if ((unsigned)fd > cur && REAL(close_range)(cur, (unsigned)fd - 1, flags))
-			ret = -1;
-		cur = (unsigned)fd + 1;
-	}
-	if (cur <= last && cur >= first && REAL(close_range)(cur, last, flags))
-		ret = -1;
-	return ret;
-}
-
-void shim_after_fork_child(void)
-{
-	int fd;
-
-	forked_child = true;
-	pthread_rwlock_init(&table_lock, NULL);
-	for (fd = fdtable_next(0, FDTABLE_MAX_FD - 1, false); fd >= 0;
-	     fd = fdtable_next(fd + 1, FDTABLE_MAX_FD - 1, false)) {
-		struct msock *ms = fdtable_get(fd);
-
-		if (ms)
-			ms->forked_away = true;
-	}
-}
-
 void shim_trace(struct msock *ms, const char *call, long ret)
 {
 	if (!log_enabled(LOG_LEVEL_DEBUG))
@@ -289,268 +133,7 @@ void shim_set_nonblock(struct msock *ms, bool nonblock)
 	__atomic_store_n(&ms->nonblock, nonblock, __ATOMIC_RELEASE);
 }
 
-/* TCP_NODELAY as the program last set it (kept on the shadow socket). */
-static bool shadow_nodelay(const struct msock *ms)
-{
-	socklen_t len = sizeof(int);
-	int on = 0;
-
-	if (REAL(getsockopt)(ms->shadow_fd, IPPROTO_TCP, TCP_NODELAY, &on, &len))
-		return false;
-	return on != 0;
-}
-
-static bool is_tcp_stream(int fd, int *domain)
-{
-	int type = 0, proto = 0;
-	socklen_t len = sizeof(type);
-
-	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) || type != SOCK_STREAM)
-		return false;
-	len = sizeof(proto);
-	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) || proto != IPPROTO_TCP)
-		return false;
-	len = sizeof(*domain);
-	return REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, domain, &len) == 0;
-}
-
-static bool fd_nonblock(int fd)
-{
-	int fl = REAL(fcntl)(fd, F_GETFL);
-
-	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
-static bool fd_cloexec(int fd)
-{
-	int fl = REAL(fcntl)(fd, F_GETFD);
-
-	return fl >= 0 && (fl & FD_CLOEXEC);
-}
-
-static int keep_shadow(int fd)
-{
-	int shadow = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
-
-	if (shadow >= 0)
-		fdtable_mark_internal(shadow, true);
-	return shadow;
-}
-
-/* Was the socket bound by the program before connect?  Then keep its address. */
-static bool bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
-{
-	*len = sizeof(*ss);
-	if (REAL(getsockname)(fd, (struct sockaddr *)ss, len))
-		return false;
-	if (ss->ss_family == AF_INET)
-		return ((struct sockaddr_in *)ss)->sin_addr.s_addr != htonl(INADDR_ANY) ||
-		       ((struct sockaddr_in *)ss)->sin_port != 0;
-	if (ss->ss_family == AF_INET6)
-		return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr) ||
-		       ((struct sockaddr_in6 *)ss)->sin6_port != 0;
-	return false;
-}
-
-static bool fallback_tcp(void)
-{
-	return shim_config()->fallback == FALLBACK_TCP;
-}
-
-int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handled)
-{
-	struct sockaddr_storage src;
-	socklen_t srclen;
-	struct msock *ms;
-	bool nonblock, have_src;
-	int domain, ret, program_fd;
-
-	*handled = false;
-	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
-	    !shim_active() || !config_match(shim_config(), addr, len) ||
-	    !is_tcp_stream(fd, &domain))
-		return 0;
-	ret = shim_start_transport();
-	if (ret) {
-		if (fallback_tcp()) {
-			log_warn(0, "RDMA unavailable (%s): connecting over plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
-			return 0;
-		}
-		*handled = true;
-		errno = -ret;
-		return -1;
-	}
-	*handled = true;
-	nonblock = fd_nonblock(fd);
-	have_src = bound_address(fd, &src, &srclen);
-	ms = msock_new(false, domain, "client");
-	if (!ms) {
-		errno = ENOMEM;
-		return -1;
-	}
-	ms->nonblock = nonblock;
-	ms->shadow_fd = keep_shadow(fd);
-	ret = doorbell_create(&ms->db, -1, nonblock, true, &program_fd);
-	if (ret)
-		goto fail;
-	/* The program's fd is not replaced yet: closing our spare end is enough. */
-	REAL(close)(program_fd);
-	/*
-	 * With a TCP fallback the outcome must be known before answering, so
-	 * even a non-blocking connect waits (bounded by the connect timeout).
-	 */
-	ret = rt_connect(addr, len, have_src ? (struct sockaddr *)&src : NULL, srclen,
-			 nonblock && !fallback_tcp(), msock_notify, ms, &ms->conn);
-	if (ret && ret != -EINPROGRESS) {
-		if (ms->conn) {
-			rt_conn_close(ms->conn);
-			ms->conn = NULL;
-		}
-		if (fallback_tcp()) {
-			log_warn(0, "RDMA connection failed (%s): using plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
-			*handled = false;
-			shim_put(ms);
-			return 0;
-		}
-		goto fail;
-	}
-	if (shadow_nodelay(ms))
-		rt_conn_set_nodelay(ms->conn, true);
-	/* Now put the doorbell where the program's TCP socket was. */
-	if (REAL(dup3)(ms->db.app_fd, fd, fd_cloexec(fd) ? O_CLOEXEC : 0) < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	install(fd, ms);
-	shim_mark_transport_fds();
-	log_debug(rt_conn_id(ms->conn), "fd %d diverted (connect)", fd);
-	shim_put(ms);
-	if (ret == -EINPROGRESS) {
-		errno = EINPROGRESS;
-		return -1;
-	}
-	return 0;
-fail:
-	shim_put(ms);
-	errno = -ret;
-	return -1;
-}
-
-int shim_connect_again(struct msock *ms)
-{
-	int err;
-
-	if (ms->is_listener) {
-		errno = EISCONN;
-		return -1;
-	}
-	err = rt_conn_error(ms->conn);
-	if (err) {
-		errno = err;
-		return -1;
-	}
-	errno = rt_conn_established(ms->conn) ? EISCONN : EALREADY;
-	return -1;
-}
-
-static void tcp_fallback_ready(void *arg)
-{
-	struct msock *ms = arg;
-
-	rt_listener_set_extra_ready(ms->lst, true);
-}
-
-/* MIGRDMA_FALLBACK=tcp: peers without migrdma may connect over TCP too. */
-static int start_tcp_fallback_listener(struct msock *ms, int backlog)
-{
-	int fl;
-
-	if (ms->shadow_fd < 0 || REAL(listen)(ms->shadow_fd, backlog))
-		return -1;
-	fl = REAL(fcntl)(ms->shadow_fd, F_GETFL);
-	REAL(fcntl)(ms->shadow_fd, F_SETFL, fl | O_NONBLOCK);
-	ms->tcp_watch = rt_watch_fd(ms->shadow_fd, tcp_fallback_ready, ms);
-	if (!ms->tcp_watch)
-		return -1;
-	ms->tcp_listening = true;
-	return 0;
-}
-
-int shim_listen(int fd, int backlog, bool *handled)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	struct msock *ms;
-	int domain, ret, program_fd;
-	struct msock *existing;
-
-	*handled = false;
-	existing = shim_get(fd);
-	if (existing) {
-		/* listen() again on our listener only changes the backlog. */
-		*handled = true;
-		shim_put(existing);
-		return 0;
-	}
-	if (!shim_active() || !is_tcp_stream(fd, &domain) ||
-	    REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) ||
-	    !config_match(shim_config(), (struct sockaddr *)&ss, len))
-		return 0;
-	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
-	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0))
-		return 0;	/* unbound: no rule can name its port yet */
-	ret = shim_start_transport();
-	if (ret) {
-		if (fallback_tcp()) {
-			log_warn(0, "RDMA unavailable (%s): listening on plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
-			return 0;
-		}
-		*handled = true;
-		errno = -ret;
-		return -1;
-	}
-	*handled = true;
-	ms = msock_new(true, domain, "server");
-	if (!ms) {
-		errno = ENOMEM;
-		return -1;
-	}
-	ms->local = ss;
-	ms->nonblock = fd_nonblock(fd);
-	ms->shadow_fd = keep_shadow(fd);
-	ret = rt_listen((struct sockaddr *)&ss, len, backlog, msock_notify, ms, &ms->lst);
-	if (ret) {
-		if (fallback_tcp()) {
-			log_warn(0, "cannot listen over RDMA (%s): listening on plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
-			*handled = false;
-			shim_put(ms);
-			return 0;
-		}
-		goto fail;
-	}
-	ret = doorbell_create(&ms->db, fd, ms->nonblock, fd_cloexec(fd), &program_fd);
-	if (ret)
-		goto fail;
-	if (fallback_tcp() && start_tcp_fallback_listener(ms, backlog))
-		log_warn(0, "cannot also listen on plain TCP: %m; only RDMA peers can connect");
-	/* Nothing is pending yet; the transport rings when connections arrive. */
-	rt_listener_set_notify(ms->lst, msock_notify, ms);
-	install(fd, ms);
-	shim_mark_transport_fds();
-	log_debug(0, "fd %d diverted (listen)", fd);
-	shim_put(ms);
-	return 0;
-fail:
-	shim_put(ms);
-	errno = -ret;
-	return -1;
-}
-
-static void copy_addr(const struct sockaddr_storage *ss, struct sockaddr *addr,
+void msock_copy_addr(const struct sockaddr_storage *ss, struct sockaddr *addr,
 		      socklen_t *len)
 {
 	socklen_t actual = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -560,103 +143,6 @@ static void copy_addr(const struct sockaddr_storage *ss, struct sockaddr *addr,
 		return;
 	memcpy(addr, ss, *len < actual ? *len : actual);
 	*len = actual;
-}
-
-/* A plain TCP connection from a peer without migrdma (fallback only). */
-static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen,
-			       int flags)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	char peer[64];
-	int fd;
-
-	fd = REAL(accept4)(ms->shadow_fd, (struct sockaddr *)&ss, &len, flags);
-	if (fd < 0) {
-		/* Drained: stop reporting it and wait for the next one. */
-		rt_listener_set_extra_ready(ms->lst, false);
-		rt_watch_rearm(ms->tcp_watch);
-		return -1;
-	}
-	stats_format_addr(&ss, peer, sizeof(peer));
-	log_warn(0, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
-	copy_addr(&ss, addr, addrlen);
-	return fd;
-}
-
-static int accept_rdma(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
-{
-	struct sockaddr_storage peer;
-	struct msock *nms;
-	int ret, program_fd;
-
-	nms = msock_new(false, ms->domain, "server");
-	if (!nms) {
-		errno = ENOMEM;
-		return -1;
-	}
-	nms->nonblock = flags & SOCK_NONBLOCK;
-	nms->shadow_fd = REAL(socket)(ms->domain, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
-	if (nms->shadow_fd >= 0)
-		fdtable_mark_internal(nms->shadow_fd, true);
-	ret = doorbell_create(&nms->db, -1, nms->nonblock, flags & SOCK_CLOEXEC, &program_fd);
-	if (ret)
-		goto fail;
-	ret = rt_accept(ms->lst, true, msock_notify, nms, &nms->conn);
-	if (ret) {
-		REAL(close)(program_fd);
-		goto fail;
-	}
-	/* Accepted TCP connections inherit the listener's TCP_NODELAY. */
-	if (shadow_nodelay(ms))
-		rt_conn_set_nodelay(nms->conn, true);
-	install(program_fd, nms);
-	shim_mark_transport_fds();
-	rt_conn_peer_addr(nms->conn, &peer);
-	copy_addr(&peer, addr, addrlen);
-	log_debug(rt_conn_id(nms->conn), "fd %d accepted", program_fd);
-	shim_put(nms);
-	return program_fd;
-fail:
-	shim_put(nms);
-	errno = -ret;
-	return -1;
-}
-
-int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
-{
-	struct pollfd pfd;
-	int fd;
-
-	if (!ms->is_listener || ms->forked_away) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
-		errno = EINVAL;
-		return -1;
-	}
-	for (;;) {
-		fd = accept_rdma(ms, addr, addrlen, flags);
-		if (fd >= 0 || errno != EAGAIN)
-			return fd;
-		if (ms->tcp_listening) {
-			fd = accept_tcp_fallback(ms, addr, addrlen, flags);
-			if (fd >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-				return fd;
-		}
-		if (__atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE)) {
-			errno = EAGAIN;
-			return -1;
-		}
-		/*
-		 * Wait the way the program would: on the listener's own fd,
-		 * which the transport (and the TCP fallback) make readable.
-		 */
-		pfd.fd = ms->db.app_fd;
-		pfd.events = POLLIN;
-		REAL(poll)(&pfd, 1, 1000);
-	}
 }
 
 /* What stops any read or write on ms before it starts, as an errno; 0 if nothing. */
@@ -786,6 +272,16 @@ int shim_getsockopt(struct msock *ms, int level, int name, void *val, socklen_t 
 	return REAL(getsockopt)(ms->shadow_fd, level, name, val, len);
 }
 
+bool msock_nodelay(const struct msock *ms)
+{
+	socklen_t len = sizeof(int);
+	int on = 0;
+
+	if (REAL(getsockopt)(ms->shadow_fd, IPPROTO_TCP, TCP_NODELAY, &on, &len))
+		return false;
+	return on != 0;
+}
+
 /* Read the kernel's (rounded) value back, so waits here match what TCP would do. */
 static void cache_timeout(struct msock *ms, int name)
 {
@@ -829,7 +325,7 @@ int shim_setsockopt(struct msock *ms, int level, int name, const void *val, sock
 		cache_timeout(ms, name);
 	if (ret == 0 && level == IPPROTO_TCP && name == TCP_NODELAY && ms->conn &&
 	    !ms->forked_away)
-		rt_conn_set_nodelay(ms->conn, shadow_nodelay(ms));
+		rt_conn_set_nodelay(ms->conn, msock_nodelay(ms));
 	return ret;
 }
 
@@ -846,7 +342,7 @@ int shim_getsockname(struct msock *ms, struct sockaddr *addr, socklen_t *len)
 	rt_conn_local_addr(ms->conn, &ss);
 	if (ss.ss_family == AF_UNSPEC)
 		return REAL(getsockname)(ms->shadow_fd, addr, len);
-	copy_addr(&ss, addr, len);
+	msock_copy_addr(&ss, addr, len);
 	return 0;
 }
 
@@ -863,7 +359,7 @@ int shim_getpeername(struct msock *ms, struct sockaddr *addr, socklen_t *len)
 		return -1;
 	}
 	rt_conn_peer_addr(ms->conn, &ss);
-	copy_addr(&ss, addr, len);
+	msock_copy_addr(&ss, addr, len);
 	return 0;
 }
 

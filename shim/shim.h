@@ -16,7 +16,7 @@
 #include <sys/uio.h>
 
 #include "fdtable.h"
-#include "real.h"
+#include "common/real.h"
 
 struct msock;
 

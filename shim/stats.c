@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/real.h"
 #include "stats.h"
 
 /* Every field at its widest, with the strings fully escaped, fits easily. */
@@ -210,7 +211,7 @@ int stats_append(const char *path, const struct conn_stats *s)
 
 	/* One write: lines from concurrent closes must not interleave. */
 	do
-		n = write(fd, line, (size_t)len);
+		n = REAL(write)(fd, line, (size_t)len);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		goto fail;
@@ -218,51 +219,14 @@ int stats_append(const char *path, const struct conn_stats *s)
 		errno = ENOSPC;
 		goto fail;
 	}
-	if (close(fd) < 0)
+	if (REAL(close)(fd) < 0)
 		return -1;
 	errno = saved_errno;
 	return 0;
 
 fail:
 	err = errno;
-	close(fd);
+	REAL(close)(fd);
 	errno = err;
 	return -1;
-}
-
-void stats_format_addr(const void *sockaddr, char *buf, size_t buflen)
-{
-	char host[INET6_ADDRSTRLEN];
-	struct sockaddr_in6 sin6;
-	struct sockaddr_in sin;
-	sa_family_t family;
-
-	if (!buf || !buflen)
-		return;
-	if (!sockaddr)
-		goto unknown;
-
-	memcpy(&family, (const char *)sockaddr + offsetof(struct sockaddr, sa_family),
-	       sizeof(family));
-	switch (family) {
-	case AF_INET:
-		memcpy(&sin, sockaddr, sizeof(sin));
-		if (!inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host)))
-			goto unknown;
-		snprintf(buf, buflen, "%s:%u", host, ntohs(sin.sin_port));
-		return;
-	case AF_INET6:
-		memcpy(&sin6, sockaddr, sizeof(sin6));
-		if (!inet_ntop(AF_INET6, &sin6.sin6_addr, host, sizeof(host)))
-			goto unknown;
-		/* Link-local addresses are ambiguous without their interface. */
-		if (sin6.sin6_scope_id)
-			snprintf(buf, buflen, "[%s%%%u]:%u", host,
-				 (unsigned)sin6.sin6_scope_id, ntohs(sin6.sin6_port));
-		else
-			snprintf(buf, buflen, "[%s]:%u", host, ntohs(sin6.sin6_port));
-		return;
-	}
-unknown:
-	snprintf(buf, buflen, "?");
 }

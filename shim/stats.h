@@ -33,7 +33,4 @@ int stats_format_json(const struct conn_stats *s, char *buf, size_t buflen);
 /* Append s to path with one O_APPEND write. Returns 0 or -1 (errno set). */
 int stats_append(const char *path, const struct conn_stats *s);
 
-/* "ADDR:PORT" / "[ADDR]:PORT" of a sockaddr into buf; "?" if unknown family. */
-void stats_format_addr(const void *sockaddr, char *buf, size_t buflen);
-
 #endif

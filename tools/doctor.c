@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "shim/config.h"
 #include "tools.h"
 
@@ -165,17 +166,6 @@ static const char *human(uint64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%llu KiB", (unsigned long long)((v + KIB - 1) / KIB));
 	else
 		snprintf(buf, len, "%llu bytes", (unsigned long long)v);
-	return buf;
-}
-
-static const char *addr_str(const struct sockaddr *sa, char *buf, size_t len)
-{
-	const void *a = sa->sa_family == AF_INET6 ?
-		(const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr :
-		(const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-
-	if (!inet_ntop(sa->sa_family, a, buf, (socklen_t)len))
-		snprintf(buf, len, "(address family %d)", sa->sa_family);
 	return buf;
 }
 
@@ -421,8 +411,8 @@ static bool try_library(const char *cand, char *buf, char *looked, size_t looked
 {
 	if (access(cand, F_OK) == 0) {
 		/* buf is PATH_MAX long, as realpath() wants. */
-		if (!realpath(cand, buf))
-			snprintf(buf, PATH_MAX, "%s", cand);
+		if (!realpath(cand, buf) && snprintf(buf, PATH_MAX, "%s", cand) >= PATH_MAX)
+			return false;
 		return true;
 	}
 	append(looked, looked_len, "%s%s", *looked ? ", " : "", cand);
@@ -949,7 +939,7 @@ static void check_target(const struct target *t)
 		goto route_failed;
 
 	dev = ibv_get_device_name(id->verbs->device);
-	addr_str(rdma_get_local_addr(id), src, sizeof(src));
+	addr_format_host(rdma_get_local_addr(id), src, sizeof(src));
 	if (find_gid(id->verbs, id->port_num, rdma_get_local_addr(id), &e) == 0) {
 		inet_ntop(AF_INET6, e.gid.raw, gid, sizeof(gid));
 		snprintf(detail, sizeof(detail), ", GID index %u %s (%s)", e.gid_index, gid,
@@ -977,7 +967,7 @@ addr_failed:
 		errno = EIO;
 	event_why(got, type, status, why, sizeof(why));
 	fail("%s: no RDMA path to it: address resolution failed (%s)", t->label, why);
-	addr_str(sa, src, sizeof(src));
+	addr_format_host(sa, src, sizeof(src));
 	fix("check that the route to %s leaves through a netdev with an RDMA device (ip route get %s; rdma link) and that the host answers (ping %s)",
 	    src, src, src);
 	goto out;

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define CHUNK_MAX	(256u * 1024)
 #define IDLE_S		60
 
@@ -40,26 +42,17 @@ static const char *stop_file;
 static unsigned pace_ms = 2;
 static uint64_t sent;			/* written by the sender, then final */
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static _Noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static _Noreturn void fail(const char *fmt, ...)
 {
+	char head[128];
 	va_list ap;
 
-	printf("echo: FAIL label=%s: ", label ? label : "?");
+	snprintf(head, sizeof(head), "echo: FAIL label=%s: ", label ? label : "?");
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	print_failure(head, fmt, ap);
 	va_end(ap);
-	printf("\n");
-	fflush(stdout);
 	_exit(1);
 }
 

@@ -56,6 +56,7 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
+#include "util.h"
 #include "wire.h"
 
 #define RING_SIZE	WIRE_RING_MIN		/* our ring, written by the victim */
@@ -112,26 +113,17 @@ struct cm_ev {
 	uint8_t pdata_len;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static _Noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static _Noreturn void fail(const char *fmt, ...)
 {
+	char head[128];
 	va_list ap;
 
-	printf("hostile: %s: FAIL: ", scen_name);
+	snprintf(head, sizeof(head), "hostile: %s: FAIL: ", scen_name);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	print_failure(head, fmt, ap);
 	va_end(ap);
-	printf("\n");
-	fflush(stdout);
 	exit(1);
 }
 
@@ -185,14 +177,20 @@ static struct ibv_mr *reg(struct peer *p, void *buf, size_t len, int access)
 /* completions                                                         */
 /* ------------------------------------------------------------------ */
 
+/* One scatter-gather entry: every work request here has exactly one. */
+static void one_sge(struct ibv_sge *sge, const void *buf, uint32_t len, const struct ibv_mr *mr)
+{
+	sge->addr = (uintptr_t)buf;
+	sge->length = len;
+	sge->lkey = mr->lkey;
+}
+
 static void post_recv(struct peer *p, unsigned i)
 {
 	struct ibv_recv_wr wr, *bad;
 	struct ibv_sge sge;
 
-	sge.addr = (uintptr_t)(p->rbufs + (size_t)i * RBUF_SIZE);
-	sge.length = RBUF_SIZE;
-	sge.lkey = p->rbuf_mr->lkey;
+	one_sge(&sge, p->rbufs + (size_t)i * RBUF_SIZE, RBUF_SIZE, p->rbuf_mr);
 	memset(&wr, 0, sizeof(wr));
 	wr.wr_id = WR_RECV << 32 | i;
 	wr.sg_list = &sge;
@@ -208,9 +206,7 @@ static int post_send(struct peer *p, uint64_t kind, unsigned idx, struct ibv_mr 
 	struct ibv_send_wr wr, *bad;
 	struct ibv_sge sge;
 
-	sge.addr = (uintptr_t)buf;
-	sge.length = len;
-	sge.lkey = mr->lkey;
+	one_sge(&sge, buf, len, mr);
 	memset(&wr, 0, sizeof(wr));
 	wr.wr_id = kind << 32 | idx;
 	wr.sg_list = &sge;

@@ -78,16 +78,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-npass=0
-nfail=0
-pass() {
-	npass=$((npass + 1))
-	echo "PASS liveness.$1: $2"
-}
-fail() {
-	nfail=$((nfail + 1))
-	echo "FAIL liveness.$1: $2"
-}
+. "$here/../lib/check.sh"
 
 now() {
 	date +%s.%N
@@ -334,7 +325,6 @@ for check in $checks; do
 	esac
 done
 
-echo "liveness: $npass passed, $nfail failed"
-[ $nfail -eq 0 ] || exit 1
+check_summary liveness || exit 1
 rm -rf "$work"
 exit 0

@@ -57,16 +57,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-npass=0
-nfail=0
-pass() {
-	npass=$((npass + 1))
-	echo "PASS valgrind.$1: $2"
-}
-fail() {
-	nfail=$((nfail + 1))
-	echo "FAIL valgrind.$1: $2"
-}
+. "$here/../lib/check.sh"
 
 # vg NAME CMD...: exec CMD (with the library preloaded) under memcheck, so
 # run it in a subshell or in the background ($! is then valgrind's pid).
@@ -173,7 +164,6 @@ if [ -n "$hostile" ]; then
 	echo "  ($(($(date +%s) - t0)) s)"
 fi
 
-echo "valgrind: $npass passed, $nfail failed"
-[ $nfail -eq 0 ] || exit 1
+check_summary valgrind || exit 1
 rm -rf "$work"
 exit 0

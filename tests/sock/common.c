@@ -524,6 +524,22 @@ static void wait_again(int fd, short ev, const char *what)
 			sc_timeout_ms());
 }
 
+/*
+ * After a read or write returned n: true when the call is to be made
+ * again (interrupted, or would block and fd is now ready for ev).
+ */
+static bool try_again(ssize_t n, int fd, short ev, const char *what)
+{
+	if (n >= 0)
+		return false;
+	if (errno == EINTR)
+		return true;
+	if (errno != EAGAIN)
+		return false;
+	wait_again(fd, ev, what);
+	return true;
+}
+
 void sc_write_all(int fd, const void *buf, size_t len, const char *what)
 {
 	const char *p = buf;
@@ -531,12 +547,8 @@ void sc_write_all(int fd, const void *buf, size_t len, const char *what)
 	while (len) {
 		ssize_t n = write(fd, p, len);
 
-		if (n < 0 && errno == EINTR)
+		if (try_again(n, fd, POLLOUT, what))
 			continue;
-		if (n < 0 && errno == EAGAIN) {
-			wait_again(fd, POLLOUT, what);
-			continue;
-		}
 		if (n < 0)
 			sc_fail_errno("%s: write(%zu)", what, len);
 		if (n == 0)
@@ -556,12 +568,8 @@ void sc_read_exact(int fd, void *buf, size_t len, const char *what)
 	while (got < len) {
 		ssize_t n = read(fd, p + got, len - got);
 
-		if (n < 0 && errno == EINTR)
+		if (try_again(n, fd, POLLIN, what))
 			continue;
-		if (n < 0 && errno == EAGAIN) {
-			wait_again(fd, POLLIN, what);
-			continue;
-		}
 		if (n < 0)
 			sc_fail_errno("%s: read after %zu of %zu bytes", what,
 				      got, len);
@@ -581,12 +589,8 @@ void sc_expect_eof(int fd, const char *what)
 
 	for (;;) {
 		n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
+		if (try_again(n, fd, POLLIN, what))
 			continue;
-		if (n < 0 && errno == EAGAIN) {
-			wait_again(fd, POLLIN, what);
-			continue;
-		}
 		break;
 	}
 	if (n < 0)
@@ -626,12 +630,8 @@ void sc_recv_stream(int fd, uint64_t seed, uint64_t pos, uint64_t len,
 							 STREAM_CHUNK;
 		ssize_t n = read(fd, buf, want);
 
-		if (n < 0 && errno == EINTR)
+		if (try_again(n, fd, POLLIN, what))
 			continue;
-		if (n < 0 && errno == EAGAIN) {
-			wait_again(fd, POLLIN, what);
-			continue;
-		}
 		if (n < 0)
 			sc_fail_errno("%s: read at stream byte %llu", what,
 				      (unsigned long long)pos);

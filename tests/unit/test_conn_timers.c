@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests for connection bookkeeping in rdma/conn.c and rdma/cm.c, on
- * connections that never touch a device: what the service thread's timers
- * may decide before the owner has started the set-up, and tearing a
- * connection down while other threads walk every connection's
+ * Unit tests for connection bookkeeping in rdma/conn.c, listener.c and
+ * timers.c, on connections that never touch a device: what the service
+ * thread's timers may decide before the owner has started the set-up, and
+ * tearing a connection down while other threads walk every connection's
  * registrations.
  */
 #include <pthread.h>
@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "test_util.h"
 
 #include "rdma/internal.h"
 #include "rdma/regcache.h"
@@ -134,19 +136,6 @@ static void test_accept_races_timers(void **state)
 	free(l);
 }
 
-static void *fake_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
-{
-	(void)ctx;
-	(void)len;
-	*lkey = 1;
-	return addr;
-}
-
-static void fake_dereg(void *ctx, void *handle)
-{
-	(void)ctx;
-	(void)handle;
-}
 
 static bool walkers_stop;
 

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "rdma/credit.h"
 #include "rdma/wire.h"
 
@@ -328,21 +330,6 @@ static void test_rx_take(void **state)
 
 /* ---- both ends together ---- */
 
-/* xorshift64*, seeded: every run sees the same traffic. */
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static uint32_t rnd_below(uint32_t n)
-{
-	return n ? (uint32_t)((rnd() >> 32) % n) : 0;
-}
 
 #define SIM_QUEUE	1024
 #define SIM_MSG_MAX	(WIRE_HDR_LEN + 256 + 3 * 4)

@@ -24,7 +24,7 @@
 #include "rdma/transport.h"
 #include "shim/doorbell.h"
 #include "shim/fdtable.h"
-#include "shim/real.h"
+#include "common/real.h"
 
 #define EV_MASK	(POLLIN | POLLOUT | POLLHUP | POLLERR)
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Unit tests for shim/log.c: line format, filtering, errno, destinations. */
+/* Unit tests for common/log.c: line format, filtering, errno, destinations. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,7 +13,8 @@
 
 #include <cmocka.h>
 
-#include "shim/log.h"
+#include "common/log.h"
+#include "shim/config.h"
 
 static int pipe_fds[2] = { -1, -1 };
 static char got[1 << 16];
@@ -294,7 +295,7 @@ static void test_init_file(void **state)
 	cfg.log_level = LOG_LEVEL_INFO;
 	strcpy(cfg.log_file, path);
 	errno = EXDEV;
-	log_init(&cfg);
+	log_init(cfg.log_level, cfg.log_file);
 	assert_int_equal(errno, EXDEV);
 	first_fd = log_fd();
 	assert_true(first_fd > STDERR_FILENO);
@@ -314,7 +315,7 @@ static void test_init_file(void **state)
 
 	/* Re-initialising keeps the descriptor number, so no thread is misdirected. */
 	strcpy(cfg.log_file, path2);
-	log_init(&cfg);
+	log_init(cfg.log_level, cfg.log_file);
 	assert_int_equal(log_fd(), first_fd);
 	log_info(0, "second");
 	fd = open(path2, O_RDONLY);
@@ -325,7 +326,7 @@ static void test_init_file(void **state)
 	assert_string_equal(buf, line("info second\n"));
 
 	cfg.log_file[0] = '\0';
-	log_init(&cfg);
+	log_init(cfg.log_level, cfg.log_file);
 	assert_int_equal(log_fd(), STDERR_FILENO);
 	/* The file we opened was closed, not leaked. */
 	assert_int_equal(fcntl(first_fd, F_GETFD), -1);
@@ -349,7 +350,7 @@ static void test_init_fallback(void **state)
 	assert_true(saved_stderr >= 0);
 	assert_int_equal(dup2(pipe_fds[1], STDERR_FILENO), STDERR_FILENO);
 	errno = 0;
-	log_init(&cfg);
+	log_init(cfg.log_level, cfg.log_file);
 	assert_int_equal(errno, 0);
 	dup2(saved_stderr, STDERR_FILENO);
 	close(saved_stderr);

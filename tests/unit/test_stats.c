@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "common/addr.h"
 #include "shim/stats.h"
 
 static struct conn_stats sample(void)
@@ -183,39 +184,39 @@ static void test_format_addr(void **state)
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons(4444);
 	inet_pton(AF_INET, "192.168.10.20", &sin.sin_addr);
-	stats_format_addr(&sin, buf, sizeof(buf));
+	addr_format(&sin, buf, sizeof(buf));
 	assert_string_equal(buf, "192.168.10.20:4444");
 
 	memset(&sin6, 0, sizeof(sin6));
 	sin6.sin6_family = AF_INET6;
 	sin6.sin6_port = htons(65535);
 	inet_pton(AF_INET6, "fd00::1:2", &sin6.sin6_addr);
-	stats_format_addr(&sin6, buf, sizeof(buf));
+	addr_format(&sin6, buf, sizeof(buf));
 	assert_string_equal(buf, "[fd00::1:2]:65535");
 
 	inet_pton(AF_INET6, "::ffff:10.0.0.1", &sin6.sin6_addr);
 	sin6.sin6_port = htons(80);
-	stats_format_addr(&sin6, buf, sizeof(buf));
+	addr_format(&sin6, buf, sizeof(buf));
 	assert_string_equal(buf, "[::ffff:10.0.0.1]:80");
 
 	inet_pton(AF_INET6, "fe80::1", &sin6.sin6_addr);
 	sin6.sin6_scope_id = 3;
-	stats_format_addr(&sin6, buf, sizeof(buf));
+	addr_format(&sin6, buf, sizeof(buf));
 	assert_string_equal(buf, "[fe80::1%3]:80");
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	stats_format_addr(&sun, buf, sizeof(buf));
+	addr_format(&sun, buf, sizeof(buf));
 	assert_string_equal(buf, "?");
-	stats_format_addr(NULL, buf, sizeof(buf));
+	addr_format(NULL, buf, sizeof(buf));
 	assert_string_equal(buf, "?");
 
 	/* Truncates, never overruns. */
 	memset(buf, 'z', sizeof(buf));
-	stats_format_addr(&sin, buf, 8);
+	addr_format(&sin, buf, 8);
 	assert_string_equal(buf, "192.168");
 	assert_int_equal(buf[8], 'z');
-	stats_format_addr(&sin, buf, 0);
+	addr_format(&sin, buf, 0);
 	assert_int_equal(buf[0], '1');
 }
 

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "rdma/wire.h"
 
 /* The reasons wire_msg_decode gives, so each test checks the rule it aims at. */
@@ -920,21 +922,6 @@ static void test_short_message(void **state)
 
 /* ---- fuzzing ---- */
 
-/* xorshift64*: small, deterministic, good enough to shake a parser. */
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static uint32_t rnd_below(uint32_t n)
-{
-	return n ? (uint32_t)((rnd() >> 32) % n) : 0;
-}
 
 /* Values likely to sit on a boundary of some check. */
 static uint32_t interesting(void)

@@ -18,12 +18,7 @@ vm_run=$(cd "$(dirname "$vm_run")" && pwd -P)/$(basename "$vm_run")
 tmp=$(mktemp -d /tmp/check_harness.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-failures=0
-pass() { echo "PASS: $*"; }
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
+. "$(dirname "$0")/../lib/check.sh"
 
 # --- bad arguments: refused up front -----------------------------------------------
 for args in "--topology three -- true" "--timeout 0 -- true" "--share $tmp/missing -- true" "--bogus -- true" "--"; do
@@ -98,12 +93,10 @@ if [ "$(cat "$tmp/share/result.txt" 2>/dev/null)" = "written in the VM" ]; then
 else
 	fail "--share: $tmp/share/result.txt missing or wrong"
 fi
-if [ "$failures" -ne 0 ]; then
+if ! check_summary check_harness; then
 	echo "--- vm-run stdout:"
 	cat "$tmp/vm.out"
 	echo "--- vm-run stderr:"
 	cat "$tmp/vm.err"
-	echo "FAIL: check_harness: $failures check(s) failed"
 	exit 1
 fi
-echo "PASS: check_harness: all checks passed"

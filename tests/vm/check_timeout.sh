@@ -14,12 +14,7 @@ vm_run=${1:?usage: check_timeout.sh path/to/scripts/vm-run}
 tmp=$(mktemp -d /tmp/check_timeout.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-failures=0
-pass() { echo "PASS: $*"; }
-fail() {
-	echo "FAIL: $*"
-	failures=$((failures + 1))
-}
+. "$(dirname "$0")/../lib/check.sh"
 
 # our_qemus: print the PIDs of QEMU processes started for this test.
 our_qemus() {
@@ -113,9 +108,4 @@ check_kill() {
 check_kill TERM 143
 check_kill KILL 137
 
-if [ "$failures" -eq 0 ]; then
-	echo "PASS: check_timeout: VMs never outlive vm-run"
-	exit 0
-fi
-echo "FAIL: check_timeout: $failures check(s) failed"
-exit 1
+check_summary check_timeout

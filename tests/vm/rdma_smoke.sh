@@ -32,17 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 # shellcheck source=../../scripts/lib/vm-counters.sh
 . "${VM_LIB:-$here/../../scripts/lib}/vm-counters.sh"
 
-checks=0
-failures=0
-pass() {
-	checks=$((checks + 1))
-	echo "PASS: $*"
-}
-fail() {
-	checks=$((checks + 1))
-	failures=$((failures + 1))
-	echo "FAIL: $*"
-}
+. "$here/../lib/check.sh"
 
 if [ "${VM_TOPOLOGY:-}" != "$topo" ]; then
 	echo "FAIL: VM_TOPOLOGY is '${VM_TOPOLOGY:-}', not '$topo': run me with scripts/vm-run --topology $topo"
@@ -241,9 +231,4 @@ if [ "$topo" = two ]; then
 fi
 
 rm -rf "$work"
-if [ "$failures" -eq 0 ]; then
-	echo "PASS: rdma_smoke $topo: all $checks checks passed"
-	exit 0
-fi
-echo "FAIL: rdma_smoke $topo: $failures of $checks checks failed"
-exit 1
+check_summary "rdma_smoke.$topo"

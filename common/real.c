@@ -30,55 +30,21 @@ static void *lookup(const char *name)
 	    mine.dli_fbase == theirs.dli_fbase) {
 		static const char msg[] = "migrdma: dlsym(RTLD_NEXT) found the interposer itself\n";
 
-		if (write(2, msg, sizeof(msg) - 1) < 0)
-			abort();
+		/* The table is what is being built: only the kernel is left. */
+		syscall(SYS_write, 2, msg, sizeof(msg) - 1);
 		abort();
 	}
 	return p;
 }
 
-#define RESOLVE(name) \
-	__atomic_store_n((void **)&real.name, lookup(#name), __ATOMIC_RELEASE)
-
 void real_resolve(void)
 {
-	RESOLVE(connect);
-	RESOLVE(listen);
-	RESOLVE(accept);
-	RESOLVE(accept4);
-	RESOLVE(shutdown);
-	RESOLVE(close);
-	RESOLVE(read);
-	RESOLVE(readv);
-	RESOLVE(write);
-	RESOLVE(writev);
-	RESOLVE(recv);
-	RESOLVE(recvfrom);
-	RESOLVE(recvmsg);
-	RESOLVE(send);
-	RESOLVE(sendto);
-	RESOLVE(sendmsg);
-	RESOLVE(__read_chk);
-	RESOLVE(__recv_chk);
-	RESOLVE(__recvfrom_chk);
-	RESOLVE(getsockopt);
-	RESOLVE(setsockopt);
-	RESOLVE(getsockname);
-	RESOLVE(getpeername);
-	RESOLVE(dup);
-	RESOLVE(dup2);
-	RESOLVE(dup3);
-	RESOLVE(fcntl);
-	RESOLVE(fcntl64);
-	RESOLVE(ioctl);
-	RESOLVE(munmap);
-	RESOLVE(mremap);
-	RESOLVE(madvise);
-	RESOLVE(socketpair);
-	RESOLVE(socket);
-	RESOLVE(poll);
-	RESOLVE(close_range);
-	RESOLVE(closefrom);
+#define INTERPOSE(ret, name, params) \
+	__atomic_store_n((void **)&real.name, lookup(#name), __ATOMIC_RELEASE);
+#define REAL_ONLY INTERPOSE
+#include "interposed.def"
+#undef INTERPOSE
+#undef REAL_ONLY
 	if (!real.close_range)
 		real.close_range = fallback_close_range;
 	if (!real.closefrom)

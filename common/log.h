@@ -4,15 +4,25 @@
  *
  * Safe to call before log_init() (goes to stderr at level warn), from any
  * thread, and from the transport.  Writes with a single write(2) per line so
- * lines from threads never interleave.
+ * lines from threads never interleave, through the real write(): never
+ * through the interposer, even if the log fd number is a diverted socket.
+ * Part of common/, which rdma/ and shim/ both use.
  */
-#ifndef MIGRDMA_SHIM_LOG_H
-#define MIGRDMA_SHIM_LOG_H
+#ifndef MIGRDMA_COMMON_LOG_H
+#define MIGRDMA_COMMON_LOG_H
 
-#include "config.h"
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
 
-/* Open the log destination chosen by cfg (file opened O_APPEND|O_CLOEXEC). */
-void log_init(const struct migrdma_config *cfg);
+/*
+ * Log at level to file (opened O_APPEND|O_CLOEXEC), or to stderr when file
+ * is NULL or empty.
+ */
+void log_init(enum log_level level, const char *file);
 
 /* The fd lines go to (stderr until log_init opened a file); -1 if none. */
 int log_fd(void);

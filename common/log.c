@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "real.h"
 
 /* Long enough for any message we write, short enough for a coroutine stack. */
 #define LOG_LINE_MAX 1024
@@ -62,7 +63,7 @@ static void log_use_stderr(void)
 	atomic_store(&log_fd_cur, STDERR_FILENO);
 	log_owned_fd = -1;
 	if (old >= 0)
-		close(old);
+		REAL(close)(old);
 }
 
 static void log_use_file(int fd)
@@ -74,41 +75,39 @@ static void log_use_file(int fd)
 	 * Re-initialising: replace the file under the same descriptor number
 	 * so a thread that already loaded it never writes to a recycled fd.
 	 */
-	if (old >= 0 && cur == old && dup3(fd, old, O_CLOEXEC) == old) {
-		close(fd);
+	if (old >= 0 && cur == old && REAL(dup3)(fd, old, O_CLOEXEC) == old) {
+		REAL(close)(fd);
 		return;
 	}
 	atomic_store(&log_fd_cur, fd);
 	log_owned_fd = fd;
 	if (old >= 0)
-		close(old);
+		REAL(close)(old);
 }
 
-void log_init(const struct migrdma_config *cfg)
+void log_init(enum log_level level, const char *file)
 {
 	int saved_errno = errno;
 	int fd, high;
 
-	if (!cfg)
-		goto out;
-	atomic_store(&log_level_cur, (int)cfg->log_level);
+	atomic_store(&log_level_cur, (int)level);
 
-	if (!cfg->log_file[0]) {
+	if (!file || !file[0]) {
 		log_use_stderr();
 		goto out;
 	}
 
-	fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		log_use_stderr();
 		log_warn(0, "cannot open MIGRDMA_LOG_FILE \"%s\": %m; logging to stderr",
-			 cfg->log_file);
+			 file);
 		goto out;
 	}
 	if (fd < LOG_FD_MIN) {
-		high = fcntl(fd, F_DUPFD_CLOEXEC, LOG_FD_MIN);
+		high = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, LOG_FD_MIN);
 		if (high >= 0) {
-			close(fd);
+			REAL(close)(fd);
 			fd = high;
 		}
 	}
@@ -168,7 +167,7 @@ void mlog(enum log_level level, unsigned conn_id, const char *fmt, ...)
 	line[len++] = '\n';
 
 	do
-		n = write(fd, line, len);
+		n = REAL(write)(fd, line, len);
 	while (n < 0 && errno == EINTR);
 out:
 	errno = saved_errno;

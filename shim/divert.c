@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Diverting a socket: connect() and listen() on a socket MIGRDMA_TARGETS
+ * matches, accept() on a diverted listener, and the plain-TCP fallback
+ * MIGRDMA_FALLBACK=tcp allows.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "config.h"
+#include "doorbell.h"
+#include "init.h"
+#include "msock.h"
+#include "rdma/transport.h"
+#include "shim.h"
+#include "stats.h"
+
+static bool is_tcp_stream(int fd, int *domain)
+{
+	int type = 0, proto = 0;
+	socklen_t len = sizeof(type);
+
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) || type != SOCK_STREAM)
+		return false;
+	len = sizeof(proto);
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) || proto != IPPROTO_TCP)
+		return false;
+	len = sizeof(*domain);
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, domain, &len) == 0;
+}
+
+static bool fd_nonblock(int fd)
+{
+	int fl = REAL(fcntl)(fd, F_GETFL);
+
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+static bool fd_cloexec(int fd)
+{
+	int fl = REAL(fcntl)(fd, F_GETFD);
+
+	return fl >= 0 && (fl & FD_CLOEXEC);
+}
+
+static int keep_shadow(int fd)
+{
+	int shadow = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (shadow >= 0)
+		fdtable_mark_internal(shadow, true);
+	return shadow;
+}
+
+/* Was the socket bound by the program before connect?  Then keep its address. */
+static bool bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	if (REAL(getsockname)(fd, (struct sockaddr *)ss, len))
+		return false;
+	if (ss->ss_family == AF_INET)
+		return ((struct sockaddr_in *)ss)->sin_addr.s_addr != htonl(INADDR_ANY) ||
+		       ((struct sockaddr_in *)ss)->sin_port != 0;
+	if (ss->ss_family == AF_INET6)
+		return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr) ||
+		       ((struct sockaddr_in6 *)ss)->sin6_port != 0;
+	return false;
+}
+
+static bool fallback_tcp(void)
+{
+	return shim_config()->fallback == FALLBACK_TCP;
+}
+
+/* MIGRDMA_FALLBACK=tcp: say why plain TCP is used instead.  False without it. */
+static bool fall_back_to_tcp(const char *failed, int err, const char *instead)
+{
+	if (!fallback_tcp())
+		return false;
+	log_warn(0, "%s (%s): %s as MIGRDMA_FALLBACK=tcp allows", failed, strerror(err), instead);
+	return true;
+}
+
+/*
+ * Start the transport for a matched socket.  0: go on diverting it (and
+ * *handled is true).  Otherwise the interposer's answer is decided: 1 when
+ * the fallback lets the call go to plain TCP (*handled stays false), -1
+ * with errno set when it does not.
+ */
+static int start_transport_or_fall_back(const char *instead, bool *handled)
+{
+	int err = shim_start_transport();
+
+	if (err && fall_back_to_tcp("RDMA unavailable", -err, instead))
+		return 1;
+	*handled = true;
+	if (err) {
+		errno = -err;
+		return -1;
+	}
+	return 0;
+}
+
+int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handled)
+{
+	struct sockaddr_storage src;
+	socklen_t srclen;
+	struct msock *ms;
+	bool nonblock, have_src;
+	int domain, ret, program_fd;
+
+	*handled = false;
+	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
+	    !shim_active() || !config_match(shim_config(), addr, len) ||
+	    !is_tcp_stream(fd, &domain))
+		return 0;
+	ret = start_transport_or_fall_back("connecting over plain TCP", handled);
+	if (ret)
+		return ret > 0 ? 0 : -1;
+	nonblock = fd_nonblock(fd);
+	have_src = bound_address(fd, &src, &srclen);
+	ms = msock_new(false, domain, "client");
+	if (!ms) {
+		errno = ENOMEM;
+		return -1;
+	}
+	ms->nonblock = nonblock;
+	ms->shadow_fd = keep_shadow(fd);
+	ret = doorbell_create(&ms->db, -1, nonblock, true, &program_fd);
+	if (ret)
+		goto fail;
+	/* The program's fd is not replaced yet: closing our spare end is enough. */
+	REAL(close)(program_fd);
+	/*
+	 * With a TCP fallback the outcome must be known before answering, so
+	 * even a non-blocking connect waits (bounded by the connect timeout).
+	 */
+	ret = rt_connect(addr, len, have_src ? (struct sockaddr *)&src : NULL, srclen,
+			 nonblock && !fallback_tcp(), msock_notify, ms, &ms->conn);
+	if (ret && ret != -EINPROGRESS) {
+		if (ms->conn) {
+			rt_conn_close(ms->conn);
+			ms->conn = NULL;
+		}
+		if (fall_back_to_tcp("RDMA connection failed", -ret, "using plain TCP")) {
+			*handled = false;
+			shim_put(ms);
+			return 0;
+		}
+		goto fail;
+	}
+	if (msock_nodelay(ms))
+		rt_conn_set_nodelay(ms->conn, true);
+	/* Now put the doorbell where the program's TCP socket was. */
+	if (REAL(dup3)(ms->db.app_fd, fd, fd_cloexec(fd) ? O_CLOEXEC : 0) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	msock_install(fd, ms);
+	shim_mark_transport_fds();
+	log_debug(rt_conn_id(ms->conn), "fd %d diverted (connect)", fd);
+	shim_put(ms);
+	if (ret == -EINPROGRESS) {
+		errno = EINPROGRESS;
+		return -1;
+	}
+	return 0;
+fail:
+	shim_put(ms);
+	errno = -ret;
+	return -1;
+}
+
+int shim_connect_again(struct msock *ms)
+{
+	int err;
+
+	if (ms->is_listener) {
+		errno = EISCONN;
+		return -1;
+	}
+	err = rt_conn_error(ms->conn);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	errno = rt_conn_established(ms->conn) ? EISCONN : EALREADY;
+	return -1;
+}
+
+static void tcp_fallback_ready(void *arg)
+{
+	struct msock *ms = arg;
+
+	rt_listener_set_extra_ready(ms->lst, true);
+}
+
+/* MIGRDMA_FALLBACK=tcp: peers without migrdma may connect over TCP too. */
+static int start_tcp_fallback_listener(struct msock *ms, int backlog)
+{
+	int fl;
+
+	if (ms->shadow_fd < 0 || REAL(listen)(ms->shadow_fd, backlog))
+		return -1;
+	fl = REAL(fcntl)(ms->shadow_fd, F_GETFL);
+	REAL(fcntl)(ms->shadow_fd, F_SETFL, fl | O_NONBLOCK);
+	ms->tcp_watch = rt_watch_fd(ms->shadow_fd, tcp_fallback_ready, ms);
+	if (!ms->tcp_watch)
+		return -1;
+	ms->tcp_listening = true;
+	return 0;
+}
+
+int shim_listen(int fd, int backlog, bool *handled)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct msock *ms;
+	int domain, ret, program_fd;
+	struct msock *existing;
+
+	*handled = false;
+	existing = shim_get(fd);
+	if (existing) {
+		/* listen() again on our listener only changes the backlog. */
+		*handled = true;
+		shim_put(existing);
+		return 0;
+	}
+	if (!shim_active() || !is_tcp_stream(fd, &domain) ||
+	    REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) ||
+	    !config_match(shim_config(), (struct sockaddr *)&ss, len))
+		return 0;
+	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
+	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0))
+		return 0;	/* unbound: no rule can name its port yet */
+	ret = start_transport_or_fall_back("listening on plain TCP", handled);
+	if (ret)
+		return ret > 0 ? 0 : -1;
+	ms = msock_new(true, domain, "server");
+	if (!ms) {
+		errno = ENOMEM;
+		return -1;
+	}
+	ms->local = ss;
+	ms->nonblock = fd_nonblock(fd);
+	ms->shadow_fd = keep_shadow(fd);
+	ret = rt_listen((struct sockaddr *)&ss, len, backlog, msock_notify, ms, &ms->lst);
+	if (ret) {
+		if (fall_back_to_tcp("cannot listen over RDMA", -ret, "listening on plain TCP")) {
+			*handled = false;
+			shim_put(ms);
+			return 0;
+		}
+		goto fail;
+	}
+	ret = doorbell_create(&ms->db, fd, ms->nonblock, fd_cloexec(fd), &program_fd);
+	if (ret)
+		goto fail;
+	if (fallback_tcp() && start_tcp_fallback_listener(ms, backlog))
+		log_warn(0, "cannot also listen on plain TCP: %m; only RDMA peers can connect");
+	/* Nothing is pending yet; the transport rings when connections arrive. */
+	rt_listener_set_notify(ms->lst, msock_notify, ms);
+	msock_install(fd, ms);
+	shim_mark_transport_fds();
+	log_debug(0, "fd %d diverted (listen)", fd);
+	shim_put(ms);
+	return 0;
+fail:
+	shim_put(ms);
+	errno = -ret;
+	return -1;
+}
+
+/* A plain TCP connection from a peer without migrdma (fallback only). */
+static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen,
+			       int flags)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char peer[64];
+	int fd;
+
+	fd = REAL(accept4)(ms->shadow_fd, (struct sockaddr *)&ss, &len, flags);
+	if (fd < 0) {
+		/* Drained: stop reporting it and wait for the next one. */
+		rt_listener_set_extra_ready(ms->lst, false);
+		rt_watch_rearm(ms->tcp_watch);
+		return -1;
+	}
+	addr_format(&ss, peer, sizeof(peer));
+	log_warn(0, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
+	msock_copy_addr(&ss, addr, addrlen);
+	return fd;
+}
+
+static int accept_rdma(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	struct sockaddr_storage peer;
+	struct msock *nms;
+	int ret, program_fd;
+
+	nms = msock_new(false, ms->domain, "server");
+	if (!nms) {
+		errno = ENOMEM;
+		return -1;
+	}
+	nms->nonblock = flags & SOCK_NONBLOCK;
+	nms->shadow_fd = REAL(socket)(ms->domain, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (nms->shadow_fd >= 0)
+		fdtable_mark_internal(nms->shadow_fd, true);
+	ret = doorbell_create(&nms->db, -1, nms->nonblock, flags & SOCK_CLOEXEC, &program_fd);
+	if (ret)
+		goto fail;
+	ret = rt_accept(ms->lst, true, msock_notify, nms, &nms->conn);
+	if (ret) {
+		REAL(close)(program_fd);
+		goto fail;
+	}
+	/* Accepted TCP connections inherit the listener's TCP_NODELAY. */
+	if (msock_nodelay(ms))
+		rt_conn_set_nodelay(nms->conn, true);
+	msock_install(program_fd, nms);
+	shim_mark_transport_fds();
+	rt_conn_peer_addr(nms->conn, &peer);
+	msock_copy_addr(&peer, addr, addrlen);
+	log_debug(rt_conn_id(nms->conn), "fd %d accepted", program_fd);
+	shim_put(nms);
+	return program_fd;
+fail:
+	shim_put(nms);
+	errno = -ret;
+	return -1;
+}
+
+int shim_accept(struct msock *ms, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	struct pollfd pfd;
+	int fd;
+
+	if (!ms->is_listener || ms->forked_away) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (;;) {
+		fd = accept_rdma(ms, addr, addrlen, flags);
+		if (fd >= 0 || errno != EAGAIN)
+			return fd;
+		if (ms->tcp_listening) {
+			fd = accept_tcp_fallback(ms, addr, addrlen, flags);
+			if (fd >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+				return fd;
+		}
+		if (__atomic_load_n(&ms->nonblock, __ATOMIC_ACQUIRE)) {
+			errno = EAGAIN;
+			return -1;
+		}
+		/*
+		 * Wait the way the program would: on the listener's own fd,
+		 * which the transport (and the TCP fallback) make readable.
+		 */
+		pfd.fd = ms->db.app_fd;
+		pfd.events = POLLIN;
+		REAL(poll)(&pfd, 1, 1000);
+	}
+}
