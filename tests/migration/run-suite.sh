@@ -21,14 +21,28 @@
 #   --budget S          stop starting cases after S seconds (default 840,
 #                       under vm-run's 900 s) and fail the ones left
 #   --only A,B          run only these cases
+#   --qemu 7.2|10       the QEMU every case runs on (default: $MIGRDMA_QEMU,
+#                       else 7.2, the system's): 10 is 10.0 from
+#                       bookworm-backports, unpacked by scripts/setup
+#                       (its root: $MIGRDMA_QEMU10_ROOT, else the cache)
 #   --kernel ELF        the prebuilt guest (default: built into --out)
 #   --lib FILE          libmigrdma.so (default: <repo>/build/libmigrdma.so)
 #
-# Cases: precopy-tcp (the harness on plain TCP, and the baseline), precopy,
-# multifd (4 channels), postcopy, cancel, kill-dst, untouched-port,
-# zero-copy (QEMU's zero-copy-send refused cleanly, then a retry without it),
-# pin-limit (MIGRDMA_PIN_LIMIT=16M: registrations and the source's VmPin
-# stay under the cap through a whole migration).
+# Cases on both QEMUs: precopy-tcp (the harness on plain TCP, and the
+# baseline), precopy, multifd (4 channels), postcopy, cancel, kill-dst,
+# untouched-port, zero-copy (QEMU's zero-copy-send refused cleanly, then a
+# retry without it), pin-limit (MIGRDMA_PIN_LIMIT=16M: registrations and
+# the source's VmPin stay under the cap through a whole migration),
+# postcopy-preempt (64 MiB; the destination guest runs during postcopy:
+# postcopy-requests > 0, both channels over RDMA), tls (16 MiB, paused
+# source; x509 certificates made by the test, on both ends), storage
+# (64 MiB RAM, paused source, and a 32 MiB disk mirrored over NBD through
+# the library while the disk is written through its device, then RAM:
+# disks and RAM identical, no TCP on either port).
+# On 10 only: multifd-zstd (4 channels, zstd compression), channels-arg
+# (migrate and migrate-incoming with "channels" instead of a URI), and
+# cross-version (a 7.2 source to a 10.0 destination, -machine
+# pc-i440fx-7.2 on both).
 #
 # MIGRDMA_LOG (e.g. debug) is passed on to the library in both QEMUs; its
 # logs land in OUT/CASE/migrdma-*.log.
@@ -50,6 +64,7 @@ size=128
 measure_size=256
 budget=840
 only=
+qemu=${MIGRDMA_QEMU:-7.2}
 kernel=
 lib=$repo/build/libmigrdma.so
 while [ $# -gt 0 ]; do
@@ -60,6 +75,7 @@ while [ $# -gt 0 ]; do
 	--measure-size) measure_size=$2; shift 2 ;;
 	--budget) budget=$2; shift 2 ;;
 	--only) only=$2; shift 2 ;;
+	--qemu) qemu=$2; shift 2 ;;
 	--kernel) kernel=$2; shift 2 ;;
 	--lib) lib=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -eu/{/^set -eu/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -73,6 +89,10 @@ done
 [ -n "$topology" ] || topology=$VM_TOPOLOGY
 [ "$topology" = "$VM_TOPOLOGY" ] ||
 	die "--topology $topology, but the VM was booted with topology $VM_TOPOLOGY"
+case $qemu in
+7.2 | 10) ;;
+*) die "--qemu must be 7.2 or 10, not '$qemu'" ;;
+esac
 [ -f "$lib" ] || die "$lib not found (build it: cmake -S . -B build && cmake --build build)"
 
 mkdir -p "$out"
@@ -96,7 +116,7 @@ ram_mib=$size
 ram=$work/ram.bin
 t0=$SECONDS
 head -c "$((ram_mib * 1024 * 1024))" /dev/urandom >"$ram" || die "cannot write $ram"
-echo "$prog: topology $topology, ${ram_mib} MiB random RAM image in $((SECONDS - t0)) s; results in $out"
+echo "$prog: QEMU $qemu, topology $topology, ${ram_mib} MiB random RAM image in $((SECONDS - t0)) s; results in $out"
 
 # --- the cases ------------------------------------------------------------------------
 # name|migrate options
@@ -110,7 +130,22 @@ cases=(
 	"untouched-port|--case untouched-port --size $size"
 	"zero-copy|--case zero-copy --mode multifd --channels 2 --size $size"
 	"pin-limit|--pin-limit 16 --size $size"
+	"postcopy-preempt|--mode postcopy --preempt --size 64"
+	# TLS is slow through the library today (GnuTLS's records take the
+	# copy path; 2-5 Mbit/s here): a small, paused source, so that the
+	# case stays short and precopy converges whatever the speed.  The
+	# storage case's source is paused too: the disk is written through
+	# its device meanwhile, and RAM is compared as everywhere.
+	"tls|--tls --guest idle --size 16"
+	"storage|--case storage --guest idle --size 64 --disk-size 32"
 )
+if [ "$qemu" = 10 ]; then
+	cases+=(
+		"multifd-zstd|--mode multifd --channels 4 --compress zstd --size $size"
+		"channels-arg|--channels-arg --size $size"
+		"cross-version|--qemu 7.2 --dst-qemu 10 --machine pc-i440fx-7.2 --size $size"
+	)
+fi
 
 selected() {
 	[ -z "$only" ] && return 0
@@ -143,7 +178,7 @@ for entry in "${cases[@]}"; do
 	t0=$SECONDS
 	rc=0
 	# shellcheck disable=SC2086 # opts is a word list on purpose
-	timeout -k 10 "$limit" "$migrate" --topology "$topology" --port "$port" \
+	timeout -k 10 "$limit" "$migrate" --qemu "$qemu" --topology "$topology" --port "$port" \
 		--kernel "$kernel" --ram-file "$ram" --lib "$lib" \
 		--out "$out/$name" --json "$out/$name.json" $opts \
 		>"$out/$name.log" 2>&1 || rc=$?
@@ -167,10 +202,11 @@ done
 
 # --- summary ----------------------------------------------------------------------------
 total=$((SECONDS - start))
-python3 - "$out" "$total" "$topology" "${cases[@]%%|*}" <<'EOF' || true
+python3 - "$out" "$total" "$topology" "$qemu" "${cases[@]%%|*}" <<'EOF' || true
 import json, os, sys
-out, total, topology, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-rows, summary = [], {"topology": topology, "suite_seconds": total, "cases": {}}
+out, total, topology, qemu, names = (sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4],
+                                     sys.argv[5:])
+rows, summary = [], {"topology": topology, "qemu": qemu, "suite_seconds": total, "cases": {}}
 for name in names:
     p = os.path.join(out, name + ".json")
     if not os.path.exists(p):
