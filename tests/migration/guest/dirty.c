@@ -13,6 +13,13 @@
  *   start=MIB    physical start of the window (default 16)
  *   rate=MIB     rewrite at most MIB MiB of pages per second, paced by
  *                polling the PIT (default 0: as fast as the CPU goes)
+ *   mix=1        the realistic guest (scripts/bench-migration): pages whose
+ *                number is 0 or 1 modulo 4 are rewritten with 0 instead of
+ *                the sequence number, so a RAM image laid out the same way
+ *                (scripts/lib/guest_ram.py: those pages zero, the others
+ *                compressible or random) keeps its half of zero pages while
+ *                every window page is still dirtied (default 0: every page
+ *                gets the sequence number)
  * The window is clipped to the RAM the boot loader reports.
  *
  * Every write touches the first 32-bit word of one 4 KiB page (enough to
@@ -41,7 +48,7 @@
  * A status block at physical 0x00200000 (STATUS_ADDR), written once at
  * boot, describes the window:
  *   +0 magic 0x59545244 ("DRTY")  +4 window start  +8 window size (bytes)
- *   +12 rate (MiB/s, 0 = unpaced)
+ *   +12 rate (MiB/s, 0 = unpaced)  +16 mix (0 or 1)
  *
  * Build: gcc -m32 -ffreestanding -fno-pic -nostdlib, linked with dirty.ld
  * (see build.sh).  Only compiler-provided headers are used, so no 32-bit
@@ -79,12 +86,15 @@ struct status {
 	uint32_t start;
 	uint32_t size;
 	uint32_t rate_mib;
+	uint32_t mix;
 };
 
 /* Parameters for dirty_loop, set once at boot (the loop only reads them). */
 uint32_t cfg_start, cfg_end; /* window [start, end), page aligned */
 uint32_t cfg_ticks;	     /* PIT ticks per batch; 0 = unpaced */
 uint32_t cfg_batch = 1;	     /* pages per batch */
+/* mix=1: 0x2000, the page-number bit 1; a page with it clear gets 0. */
+uint32_t cfg_zmask;
 
 /* The header must sit in the first 8 KiB of the file, 4-byte aligned: its
  * own section, which dirty.ld places first. */
@@ -136,6 +146,23 @@ __asm__(".section .text.entry, \"ax\"\n"
 	"	inb	$0x40, %al\n"	/* high byte */                            \
 	"	xchgb	%al, %ah\n"	/* eax = count, 0..65535 */
 
+/*
+ * The store into the page at edi: the sequence number (ebx), or 0 when
+ * mix=1 and the page number is 0 or 1 modulo 4 (bit 13 of the address
+ * clear).  eax is free at both places this is used (the paced loop
+ * recomputes it at every batch).  Without mix, cfg_zmask is 0 and every
+ * page gets ebx, as before.
+ */
+#define STORE_PAGE                                                               \
+	"	movl	%edi, %eax\n"                                              \
+	"	notl	%eax\n"                                                    \
+	"	andl	cfg_zmask, %eax\n"                                         \
+	"	jnz	3f\n"                                                      \
+	"	movl	%ebx, (%edi)\n"                                            \
+	"	jmp	4f\n"                                                      \
+	"3:	movl	$0, (%edi)\n"                                              \
+	"4:\n"
+
 __asm__(".text\n"
 	".globl dirty_loop\n"
 	"dirty_loop:\n"
@@ -146,7 +173,7 @@ __asm__(".text\n"
 	/* Unpaced: as fast as the vCPU goes. */
 	".Lfast:\n"
 	"	invlpg	(%edi)\n"
-	"	movl	%ebx, (%edi)\n"
+	STORE_PAGE
 	"	incl	%ebx\n"
 	"	addl	$4096, %edi\n"
 	"	cmpl	cfg_end, %edi\n"
@@ -182,7 +209,7 @@ __asm__(".text\n"
 	"	movl	cfg_batch, %ecx\n"
 	".Lpage:\n"
 	"	invlpg	(%edi)\n"
-	"	movl	%ebx, (%edi)\n"
+	STORE_PAGE
 	"	incl	%ebx\n"
 	"	addl	$4096, %edi\n"
 	"	cmpl	cfg_end, %edi\n"
@@ -246,6 +273,8 @@ void guest_main(uint32_t magic, const struct mb_info *mbi)
 	start = arg_u32(cmd, "start", 16) * MIB;
 	size = arg_u32(cmd, "window", 64) * MIB;
 	rate = arg_u32(cmd, "rate", 0);
+	if (arg_u32(cmd, "mix", 0))
+		cfg_zmask = 0x2000u;
 	if (rate > 4096)
 		rate = 4096; /* keeps PIT_HZ * batch below 2^32 */
 	/* Never write over the status block or ourselves (loaded at 1 MiB). */
@@ -278,6 +307,7 @@ void guest_main(uint32_t magic, const struct mb_info *mbi)
 	st->start = start;
 	st->size = size;
 	st->rate_mib = rate;
+	st->mix = cfg_zmask ? 1 : 0;
 
 	dirty_loop();
 }
