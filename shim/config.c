@@ -36,7 +36,7 @@ static void config_defaults(struct migrdma_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->fallback = FALLBACK_NONE;
-	cfg->log_level = LOG_LEVEL_WARN;
+	cfg->log_level = LOG_LEVEL_NOTICE;
 	cfg->zcopy_min = 4096;
 	cfg->chunk = MIB;
 	cfg->pin_limit = GIB;
@@ -269,6 +269,7 @@ static int load_log_level(const char *(*getenv_fn)(const char *),
 	static const char *const words[] = {
 		[LOG_LEVEL_ERROR] = "error",
 		[LOG_LEVEL_WARN] = "warn",
+		[LOG_LEVEL_NOTICE] = "notice",
 		[LOG_LEVEL_INFO] = "info",
 		[LOG_LEVEL_DEBUG] = "debug",
 	};
@@ -284,81 +285,99 @@ static int load_log_level(const char *(*getenv_fn)(const char *),
 			return 0;
 		}
 	}
-	return set_err(err, errlen, "MIGRDMA_LOG=\"%s\": must be error, warn, info or debug",
+	return set_err(err, errlen, "MIGRDMA_LOG=\"%s\": must be error, warn, notice, info or debug",
 		       quote(v, q, sizeof(q)));
 }
 
-static int config_load_vars(struct migrdma_config *cfg,
-			    const char *(*getenv_fn)(const char *name),
-			    char *err, size_t errlen)
+/*
+ * Every variable is checked even after one is found bad: whether matched
+ * connections are refused or may use TCP depends on MIGRDMA_TARGETS and
+ * MIGRDMA_FALLBACK, and the error itself must reach MIGRDMA_LOG_FILE.
+ * The first error is kept in err; cfg->bad_vars counts them all.
+ */
+struct load_state {
+	struct migrdma_config *cfg;
+	char *err;
+	size_t errlen;
+	char scratch[256];
+};
+
+static void note(struct load_state *st, int rc)
 {
+	if (rc == 0)
+		return;
+	if (!st->cfg->bad_vars++ && st->err && st->errlen)
+		snprintf(st->err, st->errlen, "%s", st->scratch);
+	st->scratch[0] = '\0';
+}
+
+static void config_load_vars(struct migrdma_config *cfg,
+			     const char *(*getenv_fn)(const char *name),
+			     char *err, size_t errlen)
+{
+	struct load_state st = { .cfg = cfg, .err = err, .errlen = errlen };
+	char *e = st.scratch;
+	size_t el = sizeof(st.scratch);
 	char a[32], b[32], what[96];
 	const char *v;
 
-	if (load_bool(getenv_fn, "MIGRDMA_DISABLE", &cfg->disabled, err, errlen) < 0)
-		return -1;
+	note(&st, load_bool(getenv_fn, "MIGRDMA_DISABLE", &cfg->disabled, e, el));
 
 	v = lookup(getenv_fn, "MIGRDMA_TARGETS");
-	if (v && config_parse_targets(cfg, v, err, errlen) < 0)
-		return -1;
+	if (v)
+		note(&st, config_parse_targets(cfg, v, e, el));
 
-	if (load_fallback(getenv_fn, cfg, err, errlen) < 0 ||
-	    load_log_level(getenv_fn, cfg, err, errlen) < 0)
-		return -1;
+	note(&st, load_fallback(getenv_fn, cfg, e, el));
+	note(&st, load_log_level(getenv_fn, cfg, e, el));
+	note(&st, load_path(getenv_fn, "MIGRDMA_LOG_FILE", cfg->log_file,
+			    sizeof(cfg->log_file), e, el));
+	note(&st, load_path(getenv_fn, "MIGRDMA_STATS", cfg->stats_file,
+			    sizeof(cfg->stats_file), e, el));
 
-	if (load_path(getenv_fn, "MIGRDMA_LOG_FILE", cfg->log_file,
-		      sizeof(cfg->log_file), err, errlen) < 0 ||
-	    load_path(getenv_fn, "MIGRDMA_STATS", cfg->stats_file,
-		      sizeof(cfg->stats_file), err, errlen) < 0)
-		return -1;
-
-	if (load_size(getenv_fn, "MIGRDMA_ZCOPY_MIN", 1, GIB, false,
-		      "a size between 1 and 1G", &cfg->zcopy_min, err, errlen) < 0 ||
-	    load_size(getenv_fn, "MIGRDMA_CHUNK", 64 * KIB, GIB, true,
-		      "a power of two between 64K and 1G", &cfg->chunk, err, errlen) < 0 ||
-	    load_size(getenv_fn, "MIGRDMA_RING", 256 * KIB, GIB, true,
-		      "a power of two between 256K and 1G", &cfg->ring_size, err, errlen) < 0)
-		return -1;
+	note(&st, load_size(getenv_fn, "MIGRDMA_ZCOPY_MIN", 1, GIB, false,
+			    "a size between 1 and 1G", &cfg->zcopy_min, e, el));
+	note(&st, load_size(getenv_fn, "MIGRDMA_CHUNK", 64 * KIB, GIB, true,
+			    "a power of two between 64K and 1G", &cfg->chunk, e, el));
+	note(&st, load_size(getenv_fn, "MIGRDMA_RING", 256 * KIB, GIB, true,
+			    "a power of two between 256K and 1G", &cfg->ring_size, e, el));
 
 	/* The limit must hold at least two chunks or the pipeline stalls. */
 	snprintf(what, sizeof(what), "a size of at least %s (twice MIGRDMA_CHUNK=%s)",
 		 size_str(2 * cfg->chunk, a, sizeof(a)), size_str(cfg->chunk, b, sizeof(b)));
 	if (load_size(getenv_fn, "MIGRDMA_PIN_LIMIT", 2 * cfg->chunk, SIZE_MAX, false,
-		      what, &cfg->pin_limit, err, errlen) < 0)
-		return -1;
+		      what, &cfg->pin_limit, e, el) < 0)
+		note(&st, -1);
 	/* A larger MIGRDMA_CHUNK alone can push the default limit too low. */
-	if (cfg->pin_limit < 2 * cfg->chunk)
-		return set_err(err, errlen, "MIGRDMA_CHUNK=\"%s\": needs MIGRDMA_PIN_LIMIT of at least %s, the default is 1G",
-			       b, a);
+	else if (cfg->pin_limit < 2 * cfg->chunk)
+		note(&st, set_err(e, el, "MIGRDMA_CHUNK=\"%s\": needs MIGRDMA_PIN_LIMIT of at least %s, the default is 1G",
+				  b, a));
 
 	v = lookup(getenv_fn, "MIGRDMA_ALLOW");
-	if (v && config_parse_allow(cfg, v, err, errlen) < 0)
-		return -1;
+	if (v)
+		note(&st, config_parse_allow(cfg, v, e, el));
 	v = lookup(getenv_fn, "MIGRDMA_SECRET");
 	if (v) {
 		size_t n = strlen(v);
 
 		/* Short secrets are guessable offline from one captured handshake. */
-		if (n < 8 || n >= sizeof(cfg->secret))
-			return set_err(err, errlen,
-				       "MIGRDMA_SECRET: must be 8 to %zu characters long",
-				       sizeof(cfg->secret) - 1);
-		memcpy(cfg->secret, v, n + 1);
-		cfg->secret_len = n;
+		if (n < 8 || n >= sizeof(cfg->secret)) {
+			note(&st, set_err(e, el,
+					  "MIGRDMA_SECRET: must be 8 to %zu characters long",
+					  sizeof(cfg->secret) - 1));
+		} else {
+			memcpy(cfg->secret, v, n + 1);
+			cfg->secret_len = n;
+		}
 	}
-	if (load_bool(getenv_fn, "MIGRDMA_PIN_ALL", &cfg->pin_all, err, errlen) < 0 ||
-	    load_bool(getenv_fn, "MIGRDMA_LIVE", &cfg->live, err, errlen) < 0)
-		return -1;
+	note(&st, load_bool(getenv_fn, "MIGRDMA_PIN_ALL", &cfg->pin_all, e, el));
+	note(&st, load_bool(getenv_fn, "MIGRDMA_LIVE", &cfg->live, e, el));
 
-	if (load_uint(getenv_fn, "MIGRDMA_BUSY_POLL_US", 0, 10000,
-		      &cfg->busy_poll_us, err, errlen) < 0 ||
-	    load_uint(getenv_fn, "MIGRDMA_CONNECT_TIMEOUT_MS", 100, 600000,
-		      &cfg->connect_timeout_ms, err, errlen) < 0 ||
-	    load_uint(getenv_fn, "MIGRDMA_KEEPALIVE", 1, 3600,
-		      &cfg->keepalive_s, err, errlen) < 0)
-		return -1;
-
-	return 0;
+	note(&st, load_uint(getenv_fn, "MIGRDMA_BUSY_POLL_US", 0, 10000,
+			    &cfg->busy_poll_us, e, el));
+	note(&st, load_uint(getenv_fn, "MIGRDMA_CONNECT_TIMEOUT_MS", 100, 600000,
+			    &cfg->connect_timeout_ms, e, el));
+	note(&st, load_uint(getenv_fn, "MIGRDMA_KEEPALIVE", 1, 3600,
+			    &cfg->keepalive_s, e, el));
 }
 
 int config_load(struct migrdma_config *cfg,
@@ -367,7 +386,6 @@ int config_load(struct migrdma_config *cfg,
 {
 	/* Called from the constructor: the program must not see errno move. */
 	int saved_errno = errno;
-	int ret;
 
 	config_defaults(cfg);
 	if (err && errlen)
@@ -375,9 +393,9 @@ int config_load(struct migrdma_config *cfg,
 	if (!getenv_fn)
 		getenv_fn = env_getenv;
 
-	ret = config_load_vars(cfg, getenv_fn, err, errlen);
+	config_load_vars(cfg, getenv_fn, err, errlen);
 	errno = saved_errno;
-	return ret;
+	return cfg->bad_vars ? -1 : 0;
 }
 
 /* "80" or "5000-5100"; NULL on success, else why not. */
@@ -723,4 +741,83 @@ bool config_allowed(const struct migrdma_config *cfg, const struct sockaddr *add
 			return true;
 	}
 	return false;
+}
+
+/* Every variable the library reads, and the wrapper's own (it passes through). */
+static const char *const known_names[] = {
+	"MIGRDMA_TARGETS", "MIGRDMA_DISABLE", "MIGRDMA_FALLBACK", "MIGRDMA_LOG",
+	"MIGRDMA_LOG_FILE", "MIGRDMA_STATS", "MIGRDMA_ZCOPY_MIN", "MIGRDMA_CHUNK",
+	"MIGRDMA_PIN_LIMIT", "MIGRDMA_RING", "MIGRDMA_BUSY_POLL_US",
+	"MIGRDMA_CONNECT_TIMEOUT_MS", "MIGRDMA_KEEPALIVE", "MIGRDMA_SECRET",
+	"MIGRDMA_ALLOW", "MIGRDMA_PIN_ALL", "MIGRDMA_LIVE", "MIGRDMA_LIB",
+};
+
+#define NAME_MAX_CMP 48
+
+/*
+ * Optimal string alignment distance (Levenshtein plus adjacent swaps), on
+ * the stack: this runs in the constructor.  Names longer than NAME_MAX_CMP
+ * are compared on their first NAME_MAX_CMP characters.
+ */
+unsigned config_name_distance(const char *a, const char *b)
+{
+	unsigned d[NAME_MAX_CMP + 1][NAME_MAX_CMP + 1];
+	size_t la = strnlen(a, NAME_MAX_CMP), lb = strnlen(b, NAME_MAX_CMP);
+	size_t i, j;
+
+	for (i = 0; i <= la; i++)
+		d[i][0] = (unsigned)i;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = (unsigned)j;
+	for (i = 1; i <= la; i++) {
+		for (j = 1; j <= lb; j++) {
+			unsigned cost = a[i - 1] != b[j - 1];
+			unsigned best = d[i - 1][j] + 1;
+
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < best)
+				best = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+int config_unknown_name(const char *entry, char *msg, size_t msglen)
+{
+	char name[NAME_MAX_CMP + 4], q[QUOTE_MAX];
+	const char *eq, *best = NULL;
+	unsigned dist, best_dist = ~0U;
+	size_t i, len;
+
+	if (!entry || strncmp(entry, "MIGRDMA_", 8))
+		return 0;
+	eq = strchr(entry, '=');
+	len = eq ? (size_t)(eq - entry) : strlen(entry);
+	if (len >= sizeof(name))
+		len = sizeof(name) - 1;
+	memcpy(name, entry, len);
+	name[len] = '\0';
+	for (i = 0; i < sizeof(known_names) / sizeof(known_names[0]); i++) {
+		if (strlen(known_names[i]) == (eq ? (size_t)(eq - entry) : strlen(entry)) &&
+		    !strncmp(entry, known_names[i], strlen(known_names[i])))
+			return 0;
+		dist = config_name_distance(name, known_names[i]);
+		if (dist < best_dist) {
+			best_dist = dist;
+			best = known_names[i];
+		}
+	}
+	quote(name, q, sizeof(q));
+	/* Beyond a third of the name, a "did you mean" is a guess, not a typo. */
+	if (best && best_dist <= 1 + strlen(best) / 4)
+		snprintf(msg, msglen, "unknown variable %s is ignored; did you mean %s?", q, best);
+	else
+		snprintf(msg, msglen, "unknown variable %s is ignored (the variables are listed in migrdma(7))",
+			 q);
+	return 1;
 }

@@ -13,8 +13,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include "rdma/transport.h"
 #include "shim.h"
 #include "stats.h"
+#include "tcpinfo.h"
 
 struct msock {
 	int refs;			/* atomic: one per fd mapping, one per call in flight */
@@ -45,6 +48,32 @@ struct msock {
 	struct timespec t_start;
 	const char *role;
 };
+
+/*
+ * A matched connection that MIGRDMA_FALLBACK=tcp let use plain TCP.  Its
+ * bytes never pass through here; it is in the fd table, tagged, only so
+ * that its close is seen and reported like a diverted connection's.
+ */
+struct tcp_track {
+	unsigned conn_id;
+	const char *role;
+	char peer[64];			/* a closed socket no longer knows it */
+	struct timespec t_start;
+	dev_t dev;			/* which socket: dup2() may replace the fd */
+	ino_t ino;
+};
+
+#define TCP_TRACK_TAG ((uintptr_t)1)
+
+static bool is_tcp_track(const void *p)
+{
+	return (uintptr_t)p & TCP_TRACK_TAG;
+}
+
+static struct tcp_track *tcp_track_of(void *p)
+{
+	return (struct tcp_track *)((uintptr_t)p & ~TCP_TRACK_TAG);
+}
 
 /*
  * Readers take it shared to turn a table entry into a reference; close
@@ -79,16 +108,32 @@ static struct msock *msock_new(bool listener, int domain, const char *role)
 	return ms;
 }
 
-static void write_stats(struct msock *ms)
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The proof afterwards: one line at the default level, and MIGRDMA_STATS. */
+static void report_closed(const struct conn_stats *s)
 {
 	const struct migrdma_config *cfg = shim_config();
+	char line[512];
+
+	if (stats_format_line(s, line, sizeof(line)) >= 0)
+		log_notice(s->conn_id, "%s", line);
+	if (cfg->stats_file[0] && stats_append(cfg->stats_file, s))
+		log_warn(s->conn_id, "cannot append statistics to %s: %m", cfg->stats_file);
+}
+
+static void write_stats(struct msock *ms)
+{
 	struct rt_conn_stats rs;
 	struct sockaddr_storage ss;
 	struct conn_stats s;
-	struct timespec now;
 
-	if (!cfg->stats_file[0] || !ms->conn)
-		return;
 	rt_conn_get_stats(ms->conn, &rs);
 	memset(&s, 0, sizeof(s));
 	s.conn_id = rt_conn_id(ms->conn);
@@ -98,9 +143,7 @@ static void write_stats(struct msock *ms)
 	stats_format_addr(&ss, s.local, sizeof(s.local));
 	rt_conn_peer_addr(ms->conn, &ss);
 	stats_format_addr(&ss, s.peer, sizeof(s.peer));
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	s.duration_s = (double)(now.tv_sec - ms->t_start.tv_sec) +
-		       (double)(now.tv_nsec - ms->t_start.tv_nsec) / 1e9;
+	s.duration_s = seconds_since(&ms->t_start);
 	s.bytes_out = rs.bytes_out;
 	s.bytes_in = rs.bytes_in;
 	s.bytes_out_zerocopy = rs.bytes_out_zerocopy;
@@ -110,8 +153,66 @@ static void write_stats(struct msock *ms)
 	s.writes = rs.writes;
 	s.reads = rs.reads;
 	s.close_reason = rt_conn_end_reason(ms->conn);
-	if (stats_append(cfg->stats_file, &s))
-		log_warn(s.conn_id, "cannot append statistics to %s: %m", cfg->stats_file);
+	report_closed(&s);
+}
+
+/* Start watching fd, a plain TCP connection the fallback let through. */
+static void tcp_track_install(int fd, const char *role, unsigned conn_id,
+			      const struct sockaddr *peer)
+{
+	struct tcp_track *t = calloc(1, sizeof(*t));
+	struct stat st;
+	void *old;
+
+	if (!t)
+		return;
+	t->conn_id = conn_id;
+	t->role = role;
+	stats_format_addr(peer, t->peer, sizeof(t->peer));
+	clock_gettime(CLOCK_MONOTONIC, &t->t_start);
+	if (fstat(fd, &st) == 0) {
+		t->dev = st.st_dev;
+		t->ino = st.st_ino;
+	}
+	pthread_rwlock_wrlock(&table_lock);
+	old = fdtable_set(fd, (void *)((uintptr_t)t | TCP_TRACK_TAG));
+	pthread_rwlock_unlock(&table_lock);
+	/* The fd was free a moment ago: nothing of ours can have been there. */
+	if (old && is_tcp_track(old))
+		free(tcp_track_of(old));
+}
+
+/* fd, still open, is being closed (or replaced): report what it carried. */
+static void tcp_track_closed(int fd, struct tcp_track *t)
+{
+	struct sockaddr_storage ss;
+	struct conn_stats s;
+	socklen_t len;
+	struct stat st;
+	bool reset;
+
+	memset(&s, 0, sizeof(s));
+	s.conn_id = t->conn_id;
+	s.role = t->role;
+	s.transport = "tcp";
+	s.duration_s = seconds_since(&t->t_start);
+	s.close_reason = "close";
+	memcpy(s.peer, t->peer, sizeof(s.peer));
+	if (fstat(fd, &st) || st.st_dev != t->dev || st.st_ino != t->ino) {
+		s.close_reason = "replaced";	/* dup2() over it: the socket is gone */
+	} else {
+		len = sizeof(ss);
+		if (REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0)
+			stats_format_addr(&ss, s.local, sizeof(s.local));
+		if (tcpinfo_bytes(fd, &s.bytes_out, &s.bytes_in, &reset) == 0 && reset)
+			s.close_reason = "reset";
+	}
+	if (!s.local[0])
+		snprintf(s.local, sizeof(s.local), "?");
+	if (!s.peer[0])
+		snprintf(s.peer, sizeof(s.peer), "?");
+	report_closed(&s);
+	free(t);
 }
 
 static void msock_destroy(struct msock *ms)
@@ -155,11 +256,14 @@ struct msock *shim_get(int fd)
 {
 	struct msock *ms;
 
+	void *p = fdtable_get(fd);
+
 	/* The passthrough path: one lock-free load for every fd we don't own. */
-	if (!fdtable_get(fd))
+	if (!p || is_tcp_track(p))
 		return NULL;
 	pthread_rwlock_rdlock(&table_lock);
-	ms = fdtable_get(fd);
+	p = fdtable_get(fd);
+	ms = p && !is_tcp_track(p) ? p : NULL;
 	if (ms)
 		__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
 	pthread_rwlock_unlock(&table_lock);
@@ -168,16 +272,18 @@ struct msock *shim_get(int fd)
 
 static void install(int fd, struct msock *ms)
 {
-	struct msock *old;
+	void *old;
 
 	__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
 	__atomic_add_fetch(&ms->fd_refs, 1, __ATOMIC_ACQ_REL);
 	pthread_rwlock_wrlock(&table_lock);
 	old = fdtable_set(fd, ms);
 	pthread_rwlock_unlock(&table_lock);
-	if (old && old != ms) {
+	if (old && is_tcp_track(old)) {
+		free(tcp_track_of(old));
+	} else if (old && old != ms) {
 		/* The fd number was reused behind our back (a close we did not see). */
-		__atomic_sub_fetch(&old->fd_refs, 1, __ATOMIC_ACQ_REL);
+		__atomic_sub_fetch(&((struct msock *)old)->fd_refs, 1, __ATOMIC_ACQ_REL);
 		shim_put(old);
 	}
 }
@@ -196,12 +302,18 @@ static void last_fd_closed(struct msock *ms)
 static void uninstall(int fd)
 {
 	struct msock *ms;
+	void *p;
 
 	pthread_rwlock_wrlock(&table_lock);
-	ms = fdtable_set(fd, NULL);
+	p = fdtable_set(fd, NULL);
 	pthread_rwlock_unlock(&table_lock);
-	if (!ms)
+	if (!p)
 		return;
+	if (is_tcp_track(p)) {
+		tcp_track_closed(fd, tcp_track_of(p));
+		return;
+	}
+	ms = p;
 	if (__atomic_sub_fetch(&ms->fd_refs, 1, __ATOMIC_ACQ_REL) == 0)
 		last_fd_closed(ms);
 	shim_put(ms);
@@ -269,10 +381,15 @@ void shim_after_fork_child(void)
 	pthread_rwlock_init(&table_lock, NULL);
 	for (fd = fdtable_next(0, FDTABLE_MAX_FD - 1, false); fd >= 0;
 	     fd = fdtable_next(fd + 1, FDTABLE_MAX_FD - 1, false)) {
-		struct msock *ms = fdtable_get(fd);
+		void *p = fdtable_get(fd);
 
-		if (ms)
-			ms->forked_away = true;
+		/* A plain TCP connection is the parent's to report. */
+		if (p && is_tcp_track(p)) {
+			fdtable_set(fd, NULL);
+			free(tcp_track_of(p));
+		} else if (p) {
+			((struct msock *)p)->forked_away = true;
+		}
 	}
 }
 
@@ -346,6 +463,75 @@ static bool fallback_tcp(void)
 	return shim_config()->fallback == FALLBACK_TCP;
 }
 
+/* A matched socket that cannot have RDMA fails (error) or uses TCP (warning). */
+static enum log_level fallback_level(void)
+{
+	return fallback_tcp() ? LOG_LEVEL_WARN : LOG_LEVEL_ERROR;
+}
+
+/*
+ * Should a failure to reach addr be told at the default level?  Once per
+ * address: a program retrying in a loop would otherwise fill the log.
+ */
+static bool first_report(const struct sockaddr *addr)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char seen[16][64];
+	static unsigned next;
+	char where[64];
+	bool first = true;
+	unsigned i;
+
+	stats_format_addr(addr, where, sizeof(where));
+	pthread_mutex_lock(&lock);
+	for (i = 0; i < 16 && first; i++)
+		first = strcmp(seen[i], where) != 0;
+	if (first)
+		memcpy(seen[next++ % 16], where, sizeof(where));
+	pthread_mutex_unlock(&lock);
+	return first;
+}
+
+/* The transport cannot start (no RDMA on this host): say so, naming addr. */
+static void report_no_rdma(unsigned id, const struct sockaddr *addr, const char *what, int err)
+{
+	enum log_level level = fallback_level();
+	char where[64];
+
+	if (!first_report(addr))
+		level = LOG_LEVEL_DEBUG;
+	if (!log_enabled(level))
+		return;
+	stats_format_addr(addr, where, sizeof(where));
+	mlog(level, id, "%s %s: no RDMA available (%s): load rdma_ucm, check "
+	     "/dev/infiniband/rdma_cm, run `migrdma doctor`; %s", what, where, strerror(err),
+	     fallback_tcp() ? "using plain TCP as MIGRDMA_FALLBACK=tcp allows" :
+			      "refused (MIGRDMA_FALLBACK=none)");
+}
+
+/* MIGRDMA_FALLBACK=tcp: the program's own connect, watched for its close. */
+static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, unsigned id)
+{
+	int ret = REAL(connect)(fd, addr, len), err = errno;
+
+	if (ret == 0 || err == EINPROGRESS)
+		tcp_track_install(fd, "client", id, addr);
+	errno = err;
+	return ret;
+}
+
+/* A bad MIGRDMA_* variable and no explicit fallback: fail closed. */
+static int refuse_matched(const struct sockaddr *addr, const char *what)
+{
+	char where[64];
+
+	stats_format_addr(addr, where, sizeof(where));
+	log_debug(0, "%s %s refused: a MIGRDMA_* variable is bad (see the start-up error)",
+		  what, where);
+	errno = EPERM;
+	return -1;
+}
+
 int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handled)
 {
 	struct sockaddr_storage src;
@@ -353,24 +539,30 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	struct msock *ms;
 	bool nonblock, have_src;
 	int domain, ret, program_fd;
+	unsigned id;
 
 	*handled = false;
 	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
-	    !shim_active() || !config_match(shim_config(), addr, len) ||
-	    !is_tcp_stream(fd, &domain))
+	    is_tcp_track(fdtable_get(fd)))
 		return 0;
+	if (!shim_active()) {
+		if (!shim_refusing(addr, len) || !is_tcp_stream(fd, &domain))
+			return 0;
+		*handled = true;
+		return refuse_matched(addr, "connect to");
+	}
+	if (!config_match(shim_config(), addr, len) || !is_tcp_stream(fd, &domain))
+		return 0;
+	*handled = true;
 	ret = shim_start_transport();
 	if (ret) {
-		if (fallback_tcp()) {
-			log_warn(0, "RDMA unavailable (%s): connecting over plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
-			return 0;
-		}
-		*handled = true;
+		id = rt_reserve_conn_id();
+		report_no_rdma(id, addr, "connect to", -ret);
+		if (fallback_tcp())
+			return connect_plain(fd, addr, len, id);
 		errno = -ret;
 		return -1;
 	}
-	*handled = true;
 	nonblock = fd_nonblock(fd);
 	have_src = bound_address(fd, &src, &srclen);
 	ms = msock_new(false, domain, "client");
@@ -392,16 +584,19 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	ret = rt_connect(addr, len, have_src ? (struct sockaddr *)&src : NULL, srclen,
 			 nonblock && !fallback_tcp(), msock_notify, ms, &ms->conn);
 	if (ret && ret != -EINPROGRESS) {
+		id = ms->conn ? rt_conn_id(ms->conn) : rt_reserve_conn_id();
 		if (ms->conn) {
 			rt_conn_close(ms->conn);
 			ms->conn = NULL;
 		}
 		if (fallback_tcp()) {
-			log_warn(0, "RDMA connection failed (%s): using plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
-			*handled = false;
+			char where[64];
+
+			stats_format_addr(addr, where, sizeof(where));
+			log_warn(id, "RDMA connection to %s failed (%s): using plain TCP as "
+				 "MIGRDMA_FALLBACK=tcp allows", where, strerror(-ret));
 			shim_put(ms);
-			return 0;
+			return connect_plain(fd, addr, len, id);
 		}
 		goto fail;
 	}
@@ -472,6 +667,7 @@ int shim_listen(int fd, int backlog, bool *handled)
 	struct msock *ms;
 	int domain, ret, program_fd;
 	struct msock *existing;
+	bool active;
 
 	*handled = false;
 	existing = shim_get(fd);
@@ -481,20 +677,26 @@ int shim_listen(int fd, int backlog, bool *handled)
 		shim_put(existing);
 		return 0;
 	}
-	if (!shim_active() || !is_tcp_stream(fd, &domain) ||
-	    REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) ||
-	    !config_match(shim_config(), (struct sockaddr *)&ss, len))
+	active = shim_active();
+	if ((!active && !shim_refusing(NULL, 0)) || !is_tcp_stream(fd, &domain) ||
+	    REAL(getsockname)(fd, (struct sockaddr *)&ss, &len))
 		return 0;
 	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
 	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0))
 		return 0;	/* unbound: no rule can name its port yet */
+	if (!active) {
+		if (!shim_refusing((struct sockaddr *)&ss, len))
+			return 0;
+		*handled = true;
+		return refuse_matched((struct sockaddr *)&ss, "listen on");
+	}
+	if (!config_match(shim_config(), (struct sockaddr *)&ss, len))
+		return 0;
 	ret = shim_start_transport();
 	if (ret) {
-		if (fallback_tcp()) {
-			log_warn(0, "RDMA unavailable (%s): listening on plain TCP as "
-				 "MIGRDMA_FALLBACK=tcp allows", strerror(-ret));
+		report_no_rdma(0, (struct sockaddr *)&ss, "listen on", -ret);
+		if (fallback_tcp())
 			return 0;
-		}
 		*handled = true;
 		errno = -ret;
 		return -1;
@@ -556,6 +758,7 @@ static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	char peer[64];
+	unsigned id;
 	int fd;
 
 	fd = REAL(accept4)(ms->shadow_fd, (struct sockaddr *)&ss, &len, flags);
@@ -565,8 +768,10 @@ static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_
 		rt_watch_rearm(ms->tcp_watch);
 		return -1;
 	}
+	id = rt_reserve_conn_id();
 	stats_format_addr(&ss, peer, sizeof(peer));
-	log_warn(0, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
+	log_warn(id, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
+	tcp_track_install(fd, "server", id, (struct sockaddr *)&ss);
 	copy_addr(&ss, addr, addrlen);
 	return fd;
 }
