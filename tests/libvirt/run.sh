@@ -81,6 +81,7 @@ dynamic_ownership = 0
 security_driver = "none"
 cgroup_controllers = [ ]
 stdio_handler = "file"
+cgroup_device_acl = [ $acl ]
 EOF
 	cat >"$d/etc/libvirtd.conf" <<EOF
 host_uuid = "$uuid"
@@ -101,6 +102,13 @@ EOF
 uri() { echo "qemu:///system?socket=$work/$1/run/libvirt-sock"; }
 vsh() { local side=$1; shift; virsh -q -c "$(uri "$side")" "$@"; }
 
+# QEMU runs in a mount namespace whose /dev holds only the devices of
+# cgroup_device_acl: libvirt's defaults plus the RDMA character devices.
+acl='"/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd"'
+for dev in /dev/infiniband/*; do
+	[ -c "$dev" ] && acl="$acl, \"$dev\""
+done
+echo "cgroup_device_acl: $acl"
 mkdir -p /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
 start_daemon src 8f0e7b0a-0000-4000-8000-000000000001
 start_daemon dst 8f0e7b0a-0000-4000-8000-000000000002
