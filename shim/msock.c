@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +26,7 @@
 #include "rdma/transport.h"
 #include "shim.h"
 #include "stats.h"
-#include "tcpinfo.h"
+#include "tcptrack.h"
 
 struct msock {
 	int refs;			/* atomic: one per fd mapping, one per call in flight */
@@ -48,32 +47,6 @@ struct msock {
 	struct timespec t_start;
 	const char *role;
 };
-
-/*
- * A matched connection that MIGRDMA_FALLBACK=tcp let use plain TCP.  Its
- * bytes never pass through here; it is in the fd table, tagged, only so
- * that its close is seen and reported like a diverted connection's.
- */
-struct tcp_track {
-	unsigned conn_id;
-	const char *role;
-	char peer[64];			/* a closed socket no longer knows it */
-	struct timespec t_start;
-	dev_t dev;			/* which socket: dup2() may replace the fd */
-	ino_t ino;
-};
-
-#define TCP_TRACK_TAG ((uintptr_t)1)
-
-static bool is_tcp_track(const void *p)
-{
-	return (uintptr_t)p & TCP_TRACK_TAG;
-}
-
-static struct tcp_track *tcp_track_of(void *p)
-{
-	return (struct tcp_track *)((uintptr_t)p & ~TCP_TRACK_TAG);
-}
 
 /*
  * Readers take it shared to turn a table entry into a reference; close
@@ -108,26 +81,6 @@ static struct msock *msock_new(bool listener, int domain, const char *role)
 	return ms;
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/* The proof afterwards: one line at the default level, and MIGRDMA_STATS. */
-static void report_closed(const struct conn_stats *s)
-{
-	const struct migrdma_config *cfg = shim_config();
-	char line[512];
-
-	if (stats_format_line(s, line, sizeof(line)) >= 0)
-		log_notice(s->conn_id, "%s", line);
-	if (cfg->stats_file[0] && stats_append(cfg->stats_file, s))
-		log_warn(s->conn_id, "cannot append statistics to %s: %m", cfg->stats_file);
-}
-
 static void write_stats(struct msock *ms)
 {
 	struct rt_conn_stats rs;
@@ -143,7 +96,7 @@ static void write_stats(struct msock *ms)
 	stats_format_addr(&ss, s.local, sizeof(s.local));
 	rt_conn_peer_addr(ms->conn, &ss);
 	stats_format_addr(&ss, s.peer, sizeof(s.peer));
-	s.duration_s = seconds_since(&ms->t_start);
+	s.duration_s = stats_seconds_since(&ms->t_start);
 	s.bytes_out = rs.bytes_out;
 	s.bytes_in = rs.bytes_in;
 	s.bytes_out_zerocopy = rs.bytes_out_zerocopy;
@@ -153,66 +106,7 @@ static void write_stats(struct msock *ms)
 	s.writes = rs.writes;
 	s.reads = rs.reads;
 	s.close_reason = rt_conn_end_reason(ms->conn);
-	report_closed(&s);
-}
-
-/* Start watching fd, a plain TCP connection the fallback let through. */
-static void tcp_track_install(int fd, const char *role, unsigned conn_id,
-			      const struct sockaddr *peer)
-{
-	struct tcp_track *t = calloc(1, sizeof(*t));
-	struct stat st;
-	void *old;
-
-	if (!t)
-		return;
-	t->conn_id = conn_id;
-	t->role = role;
-	stats_format_addr(peer, t->peer, sizeof(t->peer));
-	clock_gettime(CLOCK_MONOTONIC, &t->t_start);
-	if (fstat(fd, &st) == 0) {
-		t->dev = st.st_dev;
-		t->ino = st.st_ino;
-	}
-	pthread_rwlock_wrlock(&table_lock);
-	old = fdtable_set(fd, (void *)((uintptr_t)t | TCP_TRACK_TAG));
-	pthread_rwlock_unlock(&table_lock);
-	/* The fd was free a moment ago: nothing of ours can have been there. */
-	if (old && is_tcp_track(old))
-		free(tcp_track_of(old));
-}
-
-/* fd, still open, is being closed (or replaced): report what it carried. */
-static void tcp_track_closed(int fd, struct tcp_track *t)
-{
-	struct sockaddr_storage ss;
-	struct conn_stats s;
-	socklen_t len;
-	struct stat st;
-	bool reset;
-
-	memset(&s, 0, sizeof(s));
-	s.conn_id = t->conn_id;
-	s.role = t->role;
-	s.transport = "tcp";
-	s.duration_s = seconds_since(&t->t_start);
-	s.close_reason = "close";
-	memcpy(s.peer, t->peer, sizeof(s.peer));
-	if (fstat(fd, &st) || st.st_dev != t->dev || st.st_ino != t->ino) {
-		s.close_reason = "replaced";	/* dup2() over it: the socket is gone */
-	} else {
-		len = sizeof(ss);
-		if (REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0)
-			stats_format_addr(&ss, s.local, sizeof(s.local));
-		if (tcpinfo_bytes(fd, &s.bytes_out, &s.bytes_in, &reset) == 0 && reset)
-			s.close_reason = "reset";
-	}
-	if (!s.local[0])
-		snprintf(s.local, sizeof(s.local), "?");
-	if (!s.peer[0])
-		snprintf(s.peer, sizeof(s.peer), "?");
-	report_closed(&s);
-	free(t);
+	stats_report_closed(&s);
 }
 
 static void msock_destroy(struct msock *ms)
@@ -259,11 +153,11 @@ struct msock *shim_get(int fd)
 	void *p = fdtable_get(fd);
 
 	/* The passthrough path: one lock-free load for every fd we don't own. */
-	if (!p || is_tcp_track(p))
+	if (!p || tcp_track_is(p))
 		return NULL;
 	pthread_rwlock_rdlock(&table_lock);
 	p = fdtable_get(fd);
-	ms = p && !is_tcp_track(p) ? p : NULL;
+	ms = p && !tcp_track_is(p) ? p : NULL;
 	if (ms)
 		__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
 	pthread_rwlock_unlock(&table_lock);
@@ -279,8 +173,8 @@ static void install(int fd, struct msock *ms)
 	pthread_rwlock_wrlock(&table_lock);
 	old = fdtable_set(fd, ms);
 	pthread_rwlock_unlock(&table_lock);
-	if (old && is_tcp_track(old)) {
-		free(tcp_track_of(old));
+	if (old && tcp_track_is(old)) {
+		tcp_track_forget(old);
 	} else if (old && old != ms) {
 		/* The fd number was reused behind our back (a close we did not see). */
 		__atomic_sub_fetch(&((struct msock *)old)->fd_refs, 1, __ATOMIC_ACQ_REL);
@@ -309,8 +203,8 @@ static void uninstall(int fd)
 	pthread_rwlock_unlock(&table_lock);
 	if (!p)
 		return;
-	if (is_tcp_track(p)) {
-		tcp_track_closed(fd, tcp_track_of(p));
+	if (tcp_track_is(p)) {
+		tcp_track_closed(fd, p);
 		return;
 	}
 	ms = p;
@@ -384,9 +278,9 @@ void shim_after_fork_child(void)
 		void *p = fdtable_get(fd);
 
 		/* A plain TCP connection is the parent's to report. */
-		if (p && is_tcp_track(p)) {
+		if (p && tcp_track_is(p)) {
 			fdtable_set(fd, NULL);
-			free(tcp_track_of(p));
+			tcp_track_forget(p);
 		} else if (p) {
 			((struct msock *)p)->forked_away = true;
 		}
@@ -543,7 +437,7 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 
 	*handled = false;
 	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
-	    is_tcp_track(fdtable_get(fd)))
+	    tcp_track_is(fdtable_get(fd)))
 		return 0;
 	if (!shim_active()) {
 		if (!shim_refusing(addr, len) || !is_tcp_stream(fd, &domain))

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "init.h"
+#include "log.h"
 #include "stats.h"
 
 /* Every field at its widest, with the strings fully escaped, fits easily. */
@@ -338,4 +340,23 @@ void stats_format_addr(const void *sockaddr, char *buf, size_t buflen)
 	}
 unknown:
 	snprintf(buf, buflen, "?");
+}
+
+double stats_seconds_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+void stats_report_closed(const struct conn_stats *s)
+{
+	const struct migrdma_config *cfg = shim_config();
+	char line[512];
+
+	if (stats_format_line(s, line, sizeof(line)) >= 0)
+		log_notice(s->conn_id, "%s", line);
+	if (cfg->stats_file[0] && stats_append(cfg->stats_file, s))
+		log_warn(s->conn_id, "cannot append statistics to %s: %m", cfg->stats_file);
 }

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct conn_stats {
 	unsigned conn_id;
@@ -42,5 +43,14 @@ int stats_append(const char *path, const struct conn_stats *s);
 
 /* "ADDR:PORT" / "[ADDR]:PORT" of a sockaddr into buf; "?" if unknown family. */
 void stats_format_addr(const void *sockaddr, char *buf, size_t buflen);
+
+/* Seconds of CLOCK_MONOTONIC since t0. */
+double stats_seconds_since(const struct timespec *t0);
+
+/*
+ * The proof a connection leaves when it closes: one line at the default
+ * (notice) level, and a MIGRDMA_STATS record when that is set.
+ */
+void stats_report_closed(const struct conn_stats *s);
 
 #endif

@@ -167,7 +167,11 @@ sleep 2
 
 migrate() {
 	local from=$1 to=$2 addr=$3
-	vsh "$from" migrate --live "$dom" "$(uri "$to")" --migrateuri "tcp://$addr:$port" --verbose 2>&1
+	# --parallel: without it libvirtd connects the migration socket
+	# itself and hands QEMU the fd, so QEMU's library never sees a
+	# connect (found here: "unable to connect to server at ...:49152").
+	vsh "$from" migrate --live --parallel --parallel-connections 2 "$dom" "$(uri "$to")" \
+		--migrateuri "tcp://$addr:$port" --verbose 2>&1
 }
 
 # 1. Live, guest running.
