@@ -148,9 +148,8 @@ void shim_put(struct msock *ms)
 
 struct msock *shim_get(int fd)
 {
-	struct msock *ms;
-
 	void *p = fdtable_get(fd);
+	struct msock *ms;
 
 	/* The passthrough path: one lock-free load for every fd we don't own. */
 	if (!p || tcp_track_is(p))
