@@ -163,6 +163,14 @@ vsh src define "$work/dom.xml" >/dev/null || die "virsh define failed"
 vsh src start "$dom" >/dev/null || die "virsh start failed"
 [ "$(vsh src domstate "$dom")" = running ] || die "the domain is not running on src: $(vsh src domstate "$dom")"
 ok "domain defined and started on src (TCG, guest $kernel)"
+# What <memtune><hard_limit> did to QEMU's memlock limit: the README's
+# recipe relies on it for an unprivileged QEMU (this one runs as root).
+qpid=$(pgrep -f "guest=$dom," | head -1)
+memlock=$(awk '/^Max locked memory/ { print $4 }' "/proc/$qpid/limits" 2>/dev/null)
+want=$(((size + 2048) * 1024 * 1024))
+echo "QEMU pid $qpid: memlock limit ${memlock:-?} bytes (hard_limit $want)"
+[ "$memlock" = "$want" ] && ok "<memtune><hard_limit> set QEMU's memlock limit to $want bytes" ||
+	bad "QEMU's memlock limit is ${memlock:-unknown}, not the hard_limit $want"
 sleep 2
 
 migrate() {
