@@ -794,6 +794,7 @@ static void test_unknown_names(void **state)
 	assert_int_equal(config_unknown_name("MIGRDMA_TARGETS=*:4444", msg, sizeof(msg)), 0);
 	assert_int_equal(config_unknown_name("MIGRDMA_LOG_FILE=", msg, sizeof(msg)), 0);
 	assert_int_equal(config_unknown_name("MIGRDMA_LIB=/x/libmigrdma.so", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name("MIGRDMA_VM_LOG=/tmp/console", msg, sizeof(msg)), 0);
 	assert_int_equal(config_unknown_name("PATH=/usr/bin", msg, sizeof(msg)), 0);
 	assert_int_equal(config_unknown_name("migrdma_targets=x", msg, sizeof(msg)), 0);
 	assert_int_equal(config_unknown_name(NULL, msg, sizeof(msg)), 0);
