@@ -20,11 +20,13 @@
 #      virsh migrate --live dst -> src of the paused copy, pmemsave there:
 #      identical, RoCE again, then resumed and running on src.
 # Options: --out DIR (results), --kernel ELF (the guest), --lib FILE,
-#          --size MIB (guest RAM, default 128), --port N (default 49152).
+#          --size MIB (guest RAM, default 128), --port N (default 49152),
+#          --qemu-user NAME (qemu.conf's user and group, default root; e.g.
+#          libvirt-qemu runs QEMU unprivileged, as Debian's default does).
 set -u
 
 prog=libvirt-run
-out=/tmp/libvirt-out kernel="" lib="" size=128 port=49152
+out=/tmp/libvirt-out kernel="" lib="" size=128 port=49152 qemu_user=root
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) out=$2; shift 2 ;;
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
 	--lib) lib=$2; shift 2 ;;
 	--size) size=$2; shift 2 ;;
 	--port) port=$2; shift 2 ;;
+	--qemu-user) qemu_user=$2; shift 2 ;;
 	*) echo "$prog: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -75,8 +78,8 @@ start_daemon() {
 	mkdir -p "$d/etc/qemu" "$d/run" "$d/lib" "$d/log" "$d/cache"
 	cp -a /etc/libvirt/. "$d/etc/"
 	cat >"$d/etc/qemu.conf" <<EOF
-user = "root"
-group = "root"
+user = "$qemu_user"
+group = "$qemu_user"
 dynamic_ownership = 0
 security_driver = "none"
 cgroup_controllers = [ ]
@@ -150,13 +153,17 @@ xml() {
   <qemu:commandline>
     <qemu:env name='LD_PRELOAD' value='$lib'/>
     <qemu:env name='MIGRDMA_TARGETS' value='*:49152-49215'/>
-    <qemu:env name='MIGRDMA_LOG_FILE' value='$out/migrdma.log'/>
-    <qemu:env name='MIGRDMA_STATS' value='$out/migrdma-stats.jsonl'/>
+    <qemu:env name='MIGRDMA_LOG_FILE' value='$logdir/migrdma.log'/>
+    <qemu:env name='MIGRDMA_STATS' value='$logdir/migrdma-stats.jsonl'/>
   </qemu:commandline>
 </domain>
 EOF
 }
-rm -f "$out/migrdma.log" "$out/migrdma-stats.jsonl"
+# The library's files, in a directory QEMU's user may write (README).
+logdir=/var/log/migrdma
+rm -rf "$logdir"
+install -d -o "$qemu_user" -g "$qemu_user" -m 0750 "$logdir"
+install -d -o "$qemu_user" -g "$qemu_user" -m 0750 "$work/ram"
 xml src >"$work/dom.xml"
 cp "$work/dom.xml" "$out/domain.xml"
 vsh src define "$work/dom.xml" >/dev/null || die "virsh define failed"
@@ -169,6 +176,8 @@ qpid=$(pgrep -f "guest=$dom," | head -1)
 memlock=$(awk '/^Max locked memory/ { print $4 }' "/proc/$qpid/limits" 2>/dev/null)
 want=$(((size + 2048) * 1024 * 1024))
 echo "QEMU pid $qpid: memlock limit ${memlock:-?} bytes (hard_limit $want)"
+quser=$(stat -c %U "/proc/$qpid" 2>/dev/null)
+[ "$quser" = "$qemu_user" ] && ok "QEMU runs as $qemu_user" || bad "QEMU runs as '$quser', not $qemu_user"
 [ "$memlock" = "$want" ] && ok "<memtune><hard_limit> set QEMU's memlock limit to $want bytes" ||
 	bad "QEMU's memlock limit is ${memlock:-unknown}, not the hard_limit $want"
 sleep 2
@@ -213,7 +222,7 @@ pmem() {
 	vsh "$1" qemu-monitor-command "$dom" \
 		"{\"execute\":\"pmemsave\",\"arguments\":{\"val\":0,\"size\":$bytes,\"filename\":\"$2\"}}" >/dev/null
 }
-pmem dst "$work/ram-dst.bin" || die "pmemsave on dst failed"
+pmem dst "$work/ram/dst.bin" || die "pmemsave on dst failed"
 counters_snapshot before2
 if ! mout=$(migrate dst src "$SRC_ADDR"); then
 	echo "$mout"
@@ -224,11 +233,11 @@ roce2=$(counters_delta before2 after2 "roce.$DST_DEV.sent_pkts")
 tcp2=$(counters_delta before2 after2 tcp.self.OutSegs)
 state=$(vsh src domstate "$dom" 2>&1)
 [ "$state" = paused ] || bad "the paused copy arrived on src as '$state'"
-pmem src "$work/ram-src.bin" || die "pmemsave on src failed"
-if cmp -s "$work/ram-dst.bin" "$work/ram-src.bin" && [ "$(stat -c %s "$work/ram-src.bin")" = "$bytes" ]; then
+pmem src "$work/ram/src.bin" || die "pmemsave on src failed"
+if cmp -s "$work/ram/dst.bin" "$work/ram/src.bin" && [ "$(stat -c %s "$work/ram/src.bin")" = "$bytes" ]; then
 	ok "guest RAM identical after dst -> src ($size MiB, pmemsave on both paused copies)"
 else
-	bad "guest RAM differs after dst -> src: $(cmp "$work/ram-dst.bin" "$work/ram-src.bin" 2>&1 | head -1)"
+	bad "guest RAM differs after dst -> src: $(cmp "$work/ram/dst.bin" "$work/ram/src.bin" 2>&1 | head -1)"
 fi
 [ "${roce2:-0}" -gt 0 ] && [ "${tcp2:-1}" -eq 0 ] && ok "dst -> src: $roce2 RoCE packets, 0 TCP segments" ||
 	bad "dst -> src: RoCE $roce2, TCP $tcp2"
@@ -237,6 +246,7 @@ sleep 1
 state=$(vsh src domstate "$dom" 2>&1)
 [ "$state" = running ] && ok "resumed: the domain runs on src again" || bad "state on src after resume: $state"
 
+cp "$logdir/migrdma.log" "$logdir/migrdma-stats.jsonl" "$out/" 2>/dev/null
 # The proof the library leaves: one close line per connection at the
 # default level, and one stats record each, all over RDMA.
 closed=$(grep -c 'notice \[c[0-9]*\] closed: transport=rdma' "$out/migrdma.log" 2>/dev/null || true)
