@@ -10,7 +10,10 @@
 # initial one), each with its own /etc/libvirt, /run/libvirt,
 # /var/lib/libvirt, /var/log/libvirt and host_uuid.  The domain is defined
 # as README.md's libvirt recipe says (qemu:commandline env, memtune), with
-# the memory-dirtying test guest as its <kernel>.  Checks:
+# the memory-dirtying test guest as its <kernel>, QEMU running as
+# --qemu-user (ctest: libvirt-qemu) with cgroup_device_acl naming the RDMA
+# devices and the library's files in a directory that user owns.  Checks
+# (besides QEMU's user and its memlock limit from <memtune>):
 #   1. virsh migrate --live src -> dst with the guest running and dirtying:
 #      RoCE packets > 0 on both devices, 0 TCP segments during the
 #      migration, the domain running on dst and gone from src, one close
