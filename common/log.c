@@ -23,7 +23,7 @@
 /* Keep clear of 0-2: a daemonizing program dup2()s /dev/null over them. */
 #define LOG_FD_MIN 3
 
-static atomic_int log_level_cur = LOG_LEVEL_WARN;
+static atomic_int log_level_cur = LOG_LEVEL_NOTICE;
 static atomic_int log_fd_cur = STDERR_FILENO;
 
 /* The file log_init() opened, if any; only log_init() touches it. */
@@ -32,6 +32,7 @@ static int log_owned_fd = -1;
 static const char *const level_words[] = {
 	[LOG_LEVEL_ERROR] = "error",
 	[LOG_LEVEL_WARN] = "warn",
+	[LOG_LEVEL_NOTICE] = "notice",
 	[LOG_LEVEL_INFO] = "info",
 	[LOG_LEVEL_DEBUG] = "debug",
 };

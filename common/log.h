@@ -2,7 +2,7 @@
 /*
  * One-line logging: "migrdma[PID] LEVEL [cN] message".
  *
- * Safe to call before log_init() (goes to stderr at level warn), from any
+ * Safe to call before log_init() (goes to stderr at level notice), from any
  * thread, and from the transport.  Writes with a single write(2) per line so
  * lines from threads never interleave, through the real write(): never
  * through the interposer, even if the log fd number is a diverted socket.
@@ -14,6 +14,7 @@
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
 	LOG_LEVEL_WARN,
+	LOG_LEVEL_NOTICE,		/* the default: one line per connection when it closes */
 	LOG_LEVEL_INFO,
 	LOG_LEVEL_DEBUG,
 };
@@ -45,6 +46,7 @@ void mlog(enum log_level level, unsigned conn_id, const char *fmt, ...)
 
 #define log_error(id, ...) mlog(LOG_LEVEL_ERROR, (id), __VA_ARGS__)
 #define log_warn(id, ...)  mlog(LOG_LEVEL_WARN, (id), __VA_ARGS__)
+#define log_notice(id, ...) mlog(LOG_LEVEL_NOTICE, (id), __VA_ARGS__)
 #define log_info(id, ...)  mlog(LOG_LEVEL_INFO, (id), __VA_ARGS__)
 #define log_debug(id, ...) do { if (log_enabled(LOG_LEVEL_DEBUG)) mlog(LOG_LEVEL_DEBUG, (id), __VA_ARGS__); } while (0)
 

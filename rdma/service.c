@@ -249,8 +249,8 @@ int rt_init(const struct rt_options *opts)
 		ret = errno == ENOENT || errno == ENOSYS ? -ENODEV : -errno;
 		if (!ret)
 			ret = -ENODEV;
-		log_error(0, "no RDMA available: cannot open the rdma_cm event channel (%s); "
-			  "load rdma_ucm and check /dev/infiniband/rdma_cm",
+		/* Start-up is retried on every connect: the caller says it once per address. */
+		log_debug(0, "no RDMA available: cannot open the rdma_cm event channel (%s)",
 			  strerror(-ret));
 		goto fail;
 	}
@@ -290,6 +290,16 @@ fail:
 out:
 	pthread_mutex_unlock(&rt_g.lock);
 	return ret;
+}
+
+unsigned rt_reserve_conn_id(void)
+{
+	unsigned id;
+
+	pthread_mutex_lock(&rt_g.lock);
+	id = ++rt_g.next_id;
+	pthread_mutex_unlock(&rt_g.lock);
+	return id;
 }
 
 void rt_for_each_internal_fd(void (*fn)(int fd, void *arg), void *arg)

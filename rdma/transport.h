@@ -166,6 +166,12 @@ size_t rt_conn_readable_bytes(struct rt_conn *c);
 int rt_conn_local_addr(struct rt_conn *c, struct sockaddr_storage *ss);
 int rt_conn_peer_addr(struct rt_conn *c, struct sockaddr_storage *ss);
 unsigned rt_conn_id(struct rt_conn *c);
+/*
+ * A connection id from the same sequence, for a connection the transport
+ * never carries (no RDMA, or a TCP fallback), so its log lines and
+ * statistics still name it.  Works before rt_init().
+ */
+unsigned rt_reserve_conn_id(void);
 void rt_conn_get_stats(struct rt_conn *c, struct rt_conn_stats *out);
 /* Why the connection ended ("close", "eof", "reset", "timeout", ...). */
 const char *rt_conn_end_reason(struct rt_conn *c);

@@ -3,7 +3,9 @@
  * Configuration read once from the environment at start-up.
  *
  * Every MIGRDMA_* variable is validated; a bad value yields one clear error
- * line and the library stays inert (config_load() returns -1).
+ * line (config_load() returns -1).  What the library then does depends on
+ * MIGRDMA_TARGETS and MIGRDMA_FALLBACK (see shim/init.c): with rules and no
+ * explicit MIGRDMA_FALLBACK=tcp, matched connections are refused.
  */
 #ifndef MIGRDMA_SHIM_CONFIG_H
 #define MIGRDMA_SHIM_CONFIG_H
@@ -54,7 +56,7 @@ struct migrdma_config {
 	struct target_rule rules[CONFIG_MAX_RULES];
 	size_t nrules;			/* MIGRDMA_TARGETS */
 	enum fallback_mode fallback;	/* MIGRDMA_FALLBACK=none|tcp */
-	enum log_level log_level;	/* MIGRDMA_LOG=error|warn|info|debug */
+	enum log_level log_level;	/* MIGRDMA_LOG=error|warn|notice|info|debug */
 	char log_file[256];		/* MIGRDMA_LOG_FILE, "" = stderr */
 	char stats_file[256];		/* MIGRDMA_STATS, "" = off */
 	size_t zcopy_min;		/* MIGRDMA_ZCOPY_MIN, bytes, default 4096 */
@@ -71,13 +73,15 @@ struct migrdma_config {
 	bool pin_all;			/* MIGRDMA_PIN_ALL=1 */
 	enum defer_mode defer;		/* MIGRDMA_DEFER=auto|off|all */
 	bool live;			/* MIGRDMA_LIVE, default 1: export for migrdma stat */
+	unsigned bad_vars;		/* variables that were rejected (the rest still apply) */
 };
 
 /*
  * Parse the process environment (via getenv_fn, so tests can inject one).
- * On error writes one message into err (size errlen) naming the variable and
- * the accepted values, and returns -1.  cfg is always fully initialised with
- * defaults first.
+ * On error writes one message into err (size errlen) naming the first bad
+ * variable and the accepted values, and returns -1.  cfg is always fully
+ * initialised with defaults first, and every valid variable is applied even
+ * when another is bad; cfg->bad_vars counts the bad ones.
  */
 int config_load(struct migrdma_config *cfg,
 		const char *(*getenv_fn)(const char *name),
@@ -108,5 +112,16 @@ int config_parse_size(const char *value, size_t *out);
  */
 bool config_match(const struct migrdma_config *cfg, const struct sockaddr *addr,
 		  socklen_t addrlen);
+
+/*
+ * entry is one "NAME=value" of the environment.  If NAME starts with
+ * MIGRDMA_ but is no variable migrdma knows, write a one-line warning into
+ * msg naming it and the nearest known name (when it is close) and return 1;
+ * else return 0.
+ */
+int config_unknown_name(const char *entry, char *msg, size_t msglen);
+
+/* Edit distance (with adjacent swaps) between two names, for suggestions. */
+unsigned config_name_distance(const char *a, const char *b);
 
 #endif

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/addr.h"
@@ -18,6 +20,7 @@
 #include "msock.h"
 #include "rdma/transport.h"
 #include "shim.h"
+#include "tcptrack.h"
 #include "stats.h"
 
 static bool is_tcp_stream(int fd, int *domain)
@@ -86,24 +89,110 @@ static bool fall_back_to_tcp(const char *failed, int err, const char *instead)
 	return true;
 }
 
-/*
- * Start the transport for a matched socket.  0: go on diverting it (and
- * *handled is true).  Otherwise the interposer's answer is decided: 1 when
- * the fallback lets the call go to plain TCP (*handled stays false), -1
- * with errno set when it does not.
- */
-static int start_transport_or_fall_back(const char *instead, bool *handled)
+/* A matched socket that cannot have RDMA fails (error) or uses TCP (warning). */
+static enum log_level fallback_level(void)
 {
-	int err = shim_start_transport();
+	return fallback_tcp() ? LOG_LEVEL_WARN : LOG_LEVEL_ERROR;
+}
 
-	if (err && fall_back_to_tcp("RDMA unavailable", -err, instead))
-		return 1;
-	*handled = true;
-	if (err) {
-		errno = -err;
-		return -1;
+/*
+ * Should a failure to reach addr be told at the default level?  Once per
+ * address: a program retrying in a loop would otherwise fill the log.
+ */
+static bool first_report(const struct sockaddr *addr)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char seen[16][64];
+	static unsigned next;
+	char where[64];
+	bool first = true;
+	unsigned i;
+
+	addr_format(addr, where, sizeof(where));
+	pthread_mutex_lock(&lock);
+	for (i = 0; i < 16 && first; i++)
+		first = strcmp(seen[i], where) != 0;
+	if (first)
+		memcpy(seen[next++ % 16], where, sizeof(where));
+	pthread_mutex_unlock(&lock);
+	return first;
+}
+
+/* The transport cannot start (no RDMA on this host): say so, naming addr. */
+static void report_no_rdma(unsigned id, const struct sockaddr *addr, const char *what, int err)
+{
+	enum log_level level = fallback_level();
+	char where[64];
+
+	if (!first_report(addr))
+		level = LOG_LEVEL_DEBUG;
+	if (!log_enabled(level))
+		return;
+	addr_format(addr, where, sizeof(where));
+	mlog(level, id, "%s %s: no RDMA available (%s): load rdma_ucm, check "
+	     "/dev/infiniband/rdma_cm, run `migrdma doctor`; %s", what, where, strerror(err),
+	     fallback_tcp() ? "using plain TCP as MIGRDMA_FALLBACK=tcp allows" :
+			      "refused (MIGRDMA_FALLBACK=none)");
+}
+
+/* MIGRDMA_FALLBACK=tcp: the program's own connect, watched for its close. */
+static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, unsigned id)
+{
+	int ret = REAL(connect)(fd, addr, len), err = errno;
+
+	if (ret == 0 || err == EINPROGRESS)
+		tcp_track_install(fd, "client", id, addr);
+	errno = err;
+	return ret;
+}
+
+/* MIGRDMA_FALLBACK=tcp and the RDMA connection failed: plain TCP instead. */
+static int connect_fall_back(int fd, const struct sockaddr *addr, socklen_t len,
+			     struct msock *ms, int err)
+{
+	unsigned id = ms->conn ? rt_conn_id(ms->conn) : rt_reserve_conn_id();
+	char where[64];
+
+	if (ms->conn) {
+		rt_conn_close(ms->conn);
+		ms->conn = NULL;
 	}
-	return 0;
+	addr_format(addr, where, sizeof(where));
+	log_warn(id, "RDMA connection to %s failed (%s): using plain TCP as "
+		 "MIGRDMA_FALLBACK=tcp allows", where, strerror(err));
+	shim_put(ms);
+	return connect_plain(fd, addr, len, id);
+}
+
+/* A bad MIGRDMA_* variable and no explicit fallback: fail closed. */
+static int refuse_matched(const struct sockaddr *addr, const char *what)
+{
+	char where[64];
+
+	addr_format(addr, where, sizeof(where));
+	log_debug(0, "%s %s refused: a MIGRDMA_* variable is bad (see the start-up error)",
+		  what, where);
+	errno = EPERM;
+	return -1;
+}
+
+/*
+ * Is this connect or listen one to divert?  1: yes (the transport is up,
+ * *handled is true); 0: leave it to the kernel; -1: the interposer's answer
+ * is decided (errno set, *handled true) when the configuration is bad.
+ */
+static int claim_matched(int fd, const struct sockaddr *addr, socklen_t len, int *domain,
+			 const char *what, bool *handled)
+{
+	if (!shim_active()) {
+		if (!shim_refusing(addr, len) || !is_tcp_stream(fd, domain))
+			return 0;
+		*handled = true;
+		return refuse_matched(addr, what);
+	}
+	if (!config_match(shim_config(), addr, len) || !is_tcp_stream(fd, domain))
+		return 0;
+	return 1;
 }
 
 int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handled)
@@ -113,15 +202,25 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	struct msock *ms;
 	bool nonblock, have_src;
 	int domain, ret, program_fd;
+	unsigned id;
 
 	*handled = false;
 	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
-	    !shim_active() || !config_match(shim_config(), addr, len) ||
-	    !is_tcp_stream(fd, &domain))
+	    tcp_track_is(fdtable_get(fd)))
 		return 0;
-	ret = start_transport_or_fall_back("connecting over plain TCP", handled);
-	if (ret)
-		return ret > 0 ? 0 : -1;
+	ret = claim_matched(fd, addr, len, &domain, "connect to", handled);
+	if (ret <= 0)
+		return ret;
+	*handled = true;
+	ret = shim_start_transport();
+	if (ret) {
+		id = rt_reserve_conn_id();
+		report_no_rdma(id, addr, "connect to", -ret);
+		if (fallback_tcp())
+			return connect_plain(fd, addr, len, id);
+		errno = -ret;
+		return -1;
+	}
 	nonblock = fd_nonblock(fd);
 	have_src = bound_address(fd, &src, &srclen);
 	ms = msock_new(false, domain, "client");
@@ -143,15 +242,11 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	ret = rt_connect(addr, len, have_src ? (struct sockaddr *)&src : NULL, srclen,
 			 nonblock && !fallback_tcp(), msock_notify, ms, &ms->conn);
 	if (ret && ret != -EINPROGRESS) {
-		if (ms->conn) {
+		if (fallback_tcp())
+			return connect_fall_back(fd, addr, len, ms, -ret);
+		if (ms->conn)
 			rt_conn_close(ms->conn);
-			ms->conn = NULL;
-		}
-		if (fall_back_to_tcp("RDMA connection failed", -ret, "using plain TCP")) {
-			*handled = false;
-			shim_put(ms);
-			return 0;
-		}
+		ms->conn = NULL;
 		goto fail;
 	}
 	if (msock_nodelay(ms))
@@ -232,16 +327,25 @@ int shim_listen(int fd, int backlog, bool *handled)
 		shim_put(existing);
 		return 0;
 	}
-	if (!shim_active() || !is_tcp_stream(fd, &domain) ||
-	    REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) ||
-	    !config_match(shim_config(), (struct sockaddr *)&ss, len))
+	if ((!shim_active() && !shim_refusing(NULL, 0)) ||
+	    REAL(getsockname)(fd, (struct sockaddr *)&ss, &len))
 		return 0;
 	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
 	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0))
 		return 0;	/* unbound: no rule can name its port yet */
-	ret = start_transport_or_fall_back("listening on plain TCP", handled);
-	if (ret)
-		return ret > 0 ? 0 : -1;
+	ret = claim_matched(fd, (struct sockaddr *)&ss, len, &domain, "listen on", handled);
+	if (ret <= 0)
+		return ret;
+	ret = shim_start_transport();
+	if (ret) {
+		report_no_rdma(0, (struct sockaddr *)&ss, "listen on", -ret);
+		if (fallback_tcp())
+			return 0;
+		*handled = true;
+		errno = -ret;
+		return -1;
+	}
+	*handled = true;
 	ms = msock_new(true, domain, "server");
 	if (!ms) {
 		errno = ENOMEM;
@@ -284,6 +388,7 @@ static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	char peer[64];
+	unsigned id;
 	int fd;
 
 	fd = REAL(accept4)(ms->shadow_fd, (struct sockaddr *)&ss, &len, flags);
@@ -293,8 +398,10 @@ static int accept_tcp_fallback(struct msock *ms, struct sockaddr *addr, socklen_
 		rt_watch_rearm(ms->tcp_watch);
 		return -1;
 	}
+	id = rt_reserve_conn_id();
 	addr_format(&ss, peer, sizeof(peer));
-	log_warn(0, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
+	log_warn(id, "accepted a plain TCP connection from %s (MIGRDMA_FALLBACK=tcp)", peer);
+	tcp_track_install(fd, "server", id, (struct sockaddr *)&ss);
 	msock_copy_addr(&ss, addr, addrlen);
 	return fd;
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "backtrace.h"
 #include "config.h"
 #include "init.h"
@@ -20,7 +22,22 @@
 #include "rdma/transport.h"
 #include "shim.h"
 
-enum shim_state { SHIM_UNINIT = 0, SHIM_INERT = 1, SHIM_ACTIVE = 2 };
+/*
+ * SHIM_REFUSING: MIGRDMA_TARGETS is valid but another variable is not, and
+ * no explicit MIGRDMA_FALLBACK=tcp allows plain TCP, so matched sockets are
+ * refused (fail closed) and nothing else is touched.
+ */
+enum shim_state { SHIM_UNINIT = 0, SHIM_INERT = 1, SHIM_ACTIVE = 2, SHIM_REFUSING = 3 };
+
+#ifndef MIGRDMA_VERSION
+#error "MIGRDMA_VERSION must come from CMake's project(VERSION)"
+#endif
+
+/*
+ * A what(1)-style marker: `migrdma doctor` and `strings | grep` find the
+ * version of a library file without loading it.
+ */
+static const char migrdma_ident[] __attribute__((used)) = "@(#)migrdma " MIGRDMA_VERSION;
 
 static int shim_state;			/* atomic enum shim_state */
 static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
@@ -65,32 +82,92 @@ void init_atfork_child(void)
 	pthread_mutex_unlock(&transport_lock);
 }
 
+const char *shim_version(void)
+{
+	return migrdma_ident + 12;
+}
+
+/* Warn about each MIGRDMA_* name that is no variable of ours (a typo). */
+static unsigned check_names(bool report)
+{
+	char msg[256];
+	unsigned n = 0;
+	char **e;
+
+	for (e = environ; e && *e; e++) {
+		if (!config_unknown_name(*e, msg, sizeof(msg)))
+			continue;
+		n++;
+		if (report)
+			log_warn(0, "%s", msg);
+	}
+	return n;
+}
+
+/* Stay out of the way for good: drop the log file opened to say why. */
+static void become_inert(void)
+{
+	shim_cfg.log_file[0] = '\0';
+	log_init(shim_cfg.log_level, shim_cfg.log_file);
+	__atomic_store_n(&shim_state, SHIM_INERT, __ATOMIC_RELEASE);
+}
+
 static void do_init(void)
 {
 	char err[256];
+	bool bad;
 	int saved = errno;
 
 	in_init = 1;
 	real_resolve();
-	if (config_load(&shim_cfg, NULL, err, sizeof(err))) {
-		/* One clear line, then stay out of the way. */
-		mlog(LOG_LEVEL_ERROR, 0, "%s; migrdma stays inert", err);
+	bad = config_load(&shim_cfg, NULL, err, sizeof(err)) != 0;
+	if (shim_cfg.disabled ||
+	    (!bad && shim_cfg.nrules == 0 && !check_names(false))) {
 		__atomic_store_n(&shim_state, SHIM_INERT, __ATOMIC_RELEASE);
 		goto out;
 	}
-	if (shim_cfg.disabled || shim_cfg.nrules == 0) {
-		__atomic_store_n(&shim_state, SHIM_INERT, __ATOMIC_RELEASE);
-		goto out;
-	}
+	/* Errors go where the log goes: the valid MIGRDMA_LOG_FILE, if any. */
 	log_init(shim_cfg.log_level, shim_cfg.log_file);
+	check_names(true);
+	if (bad) {
+		const char *more = shim_cfg.bad_vars > 1 ? " (and more bad MIGRDMA_* variables)" : "";
+
+		if (shim_cfg.nrules == 0) {
+			mlog(LOG_LEVEL_ERROR, 0, "%s%s; migrdma stays inert", err, more);
+			become_inert();
+		} else if (shim_cfg.fallback == FALLBACK_TCP) {
+			mlog(LOG_LEVEL_ERROR, 0, "%s%s; connections matching MIGRDMA_TARGETS use plain "
+			     "TCP, as MIGRDMA_FALLBACK=tcp allows", err, more);
+			become_inert();
+		} else {
+			mlog(LOG_LEVEL_ERROR, 0, "%s%s; connections matching MIGRDMA_TARGETS are refused "
+			     "until it is fixed (only MIGRDMA_FALLBACK=tcp would let them use plain TCP)",
+			     err, more);
+			if (log_fd() > 2)
+				fdtable_mark_internal(log_fd(), true);
+			__atomic_store_n(&shim_state, SHIM_REFUSING, __ATOMIC_RELEASE);
+		}
+		goto out;
+	}
+	if (shim_cfg.nrules == 0) {
+		become_inert();
+		goto out;
+	}
 	backtrace_install();
 	shim_install_fork_handlers();
-	log_debug(0, "active: %zu target rule(s), fallback %s", shim_cfg.nrules,
-		 shim_cfg.fallback == FALLBACK_TCP ? "tcp" : "none");
+	log_info(0, "migrdma %s active: %zu target rule(s), fallback %s", shim_version(),
+		 shim_cfg.nrules, shim_cfg.fallback == FALLBACK_TCP ? "tcp" : "none");
 	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);
 out:
 	in_init = 0;
 	errno = saved;
+}
+
+bool shim_refusing(const struct sockaddr *addr, socklen_t len)
+{
+	shim_active();
+	return __atomic_load_n(&shim_state, __ATOMIC_ACQUIRE) == SHIM_REFUSING &&
+	       (!addr || config_match(&shim_cfg, addr, len));
 }
 
 bool shim_active(void)

@@ -7,6 +7,16 @@
 
 const struct migrdma_config *shim_config(void);
 
+/* The library's version, as CMake's project() names it. */
+const char *shim_version(void);
+
+/*
+ * Is addr matched by MIGRDMA_TARGETS while a bad variable makes the library
+ * refuse matched sockets (fail closed)?  Then connect/listen fail with EPERM.
+ * A NULL addr asks whether the library refuses at all.
+ */
+bool shim_refusing(const struct sockaddr *addr, socklen_t len);
+
 /* Start the transport on first use; 0 or a negative errno. */
 int shim_start_transport(void);
 

@@ -53,13 +53,11 @@ struct msock *msock_new(bool listener, int domain, const char *role)
 
 static void write_stats(struct msock *ms)
 {
-	const struct migrdma_config *cfg = shim_config();
 	struct rt_conn_stats rs;
 	struct sockaddr_storage ss;
 	struct conn_stats s;
-	struct timespec now;
 
-	if (!cfg->stats_file[0] || !ms->conn)
+	if (!ms->conn)
 		return;
 	rt_conn_get_stats(ms->conn, &rs);
 	memset(&s, 0, sizeof(s));
@@ -70,9 +68,7 @@ static void write_stats(struct msock *ms)
 	addr_format(&ss, s.local, sizeof(s.local));
 	rt_conn_peer_addr(ms->conn, &ss);
 	addr_format(&ss, s.peer, sizeof(s.peer));
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	s.duration_s = (double)(now.tv_sec - ms->t_start.tv_sec) +
-		       (double)(now.tv_nsec - ms->t_start.tv_nsec) / 1e9;
+	s.duration_s = stats_seconds_since(&ms->t_start);
 	s.bytes_out = rs.bytes_out;
 	s.bytes_in = rs.bytes_in;
 	s.bytes_out_zerocopy = rs.bytes_out_zerocopy;
@@ -82,8 +78,7 @@ static void write_stats(struct msock *ms)
 	s.writes = rs.writes;
 	s.reads = rs.reads;
 	s.close_reason = rt_conn_end_reason(ms->conn);
-	if (stats_append(cfg->stats_file, &s))
-		log_warn(s.conn_id, "cannot append statistics to %s: %m", cfg->stats_file);
+	stats_report_closed(&s);
 }
 
 static void msock_destroy(struct msock *ms)

@@ -11,6 +11,7 @@
 #include "msock.h"
 #include "rdma/transport.h"
 #include "shim.h"
+#include "tcptrack.h"
 
 /*
  * Readers take it shared to turn a table entry into a reference; close
@@ -21,13 +22,15 @@ static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 struct msock *shim_get(int fd)
 {
+	void *p = fdtable_get(fd);
 	struct msock *ms;
 
 	/* The passthrough path: one lock-free load for every fd we don't own. */
-	if (!fdtable_get(fd))
+	if (!p || tcp_track_is(p))
 		return NULL;
 	pthread_rwlock_rdlock(&table_lock);
-	ms = fdtable_get(fd);
+	p = fdtable_get(fd);
+	ms = p && !tcp_track_is(p) ? p : NULL;
 	if (ms)
 		__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
 	pthread_rwlock_unlock(&table_lock);
@@ -36,16 +39,18 @@ struct msock *shim_get(int fd)
 
 void msock_install(int fd, struct msock *ms)
 {
-	struct msock *old;
+	void *old;
 
 	__atomic_add_fetch(&ms->refs, 1, __ATOMIC_ACQ_REL);
 	__atomic_add_fetch(&ms->fd_refs, 1, __ATOMIC_ACQ_REL);
 	pthread_rwlock_wrlock(&table_lock);
 	old = fdtable_set(fd, ms);
 	pthread_rwlock_unlock(&table_lock);
-	if (old && old != ms) {
+	if (old && tcp_track_is(old)) {
+		tcp_track_forget(old);
+	} else if (old && old != ms) {
 		/* The fd number was reused behind our back (a close we did not see). */
-		__atomic_sub_fetch(&old->fd_refs, 1, __ATOMIC_ACQ_REL);
+		__atomic_sub_fetch(&((struct msock *)old)->fd_refs, 1, __ATOMIC_ACQ_REL);
 		shim_put(old);
 	}
 }
@@ -64,12 +69,18 @@ static void last_fd_closed(struct msock *ms)
 static void uninstall(int fd)
 {
 	struct msock *ms;
+	void *p;
 
 	pthread_rwlock_wrlock(&table_lock);
-	ms = fdtable_set(fd, NULL);
+	p = fdtable_set(fd, NULL);
 	pthread_rwlock_unlock(&table_lock);
-	if (!ms)
+	if (!p)
 		return;
+	if (tcp_track_is(p)) {
+		tcp_track_closed(fd, p);
+		return;
+	}
+	ms = p;
 	if (__atomic_sub_fetch(&ms->fd_refs, 1, __ATOMIC_ACQ_REL) == 0)
 		last_fd_closed(ms);
 	shim_put(ms);
@@ -146,10 +157,15 @@ void msock_atfork_child(void)
 
 	for (fd = fdtable_next(0, FDTABLE_MAX_FD - 1, false); fd >= 0;
 	     fd = fdtable_next(fd + 1, FDTABLE_MAX_FD - 1, false)) {
-		struct msock *ms = fdtable_get(fd);
+		void *p = fdtable_get(fd);
 
-		if (ms)
-			ms->forked_away = true;
+		/* A plain TCP connection is the parent's to report. */
+		if (p && tcp_track_is(p)) {
+			fdtable_set(fd, NULL);
+			tcp_track_forget(p);
+		} else if (p) {
+			((struct msock *)p)->forked_away = true;
+		}
 	}
 	/*
 	 * glibc's rwlock remembers its writer by thread id, and the child's

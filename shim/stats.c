@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "common/real.h"
+#include "common/log.h"
+#include "init.h"
 #include "stats.h"
 
 /* Every field at its widest, with the strings fully escaped, fits easily. */
@@ -144,6 +146,73 @@ static void jb_seconds(struct jbuf *jb, double d)
 	jb_printf(jb, "%s%llu.%06llu", neg && us ? "-" : "", us / 1000000, us % 1000000);
 }
 
+/*
+ * A fraction or a rate with fixed decimals, by hand for the same reason
+ * as jb_seconds; scale is 10^decimals.
+ */
+static void jb_fixed(struct jbuf *jb, double v, unsigned long long scale, int decimals)
+{
+	unsigned long long n;
+
+	if (!isfinite(v) || v < 0 || v >= 1e15) {
+		jb_puts(jb, "null");
+		return;
+	}
+	n = (unsigned long long)(v * (double)scale + 0.5);
+	jb_printf(jb, "%llu.%0*llu", n / scale, decimals, n % scale);
+}
+
+/* The zero-copy share of the bytes sent; null when nothing was sent. */
+static void jb_ratio(struct jbuf *jb, const struct conn_stats *s)
+{
+	if (!s->bytes_out) {
+		jb_puts(jb, "null");
+		return;
+	}
+	jb_fixed(jb, (double)s->bytes_out_zerocopy / (double)s->bytes_out, 10000, 4);
+}
+
+/* Average MB/s (10^6 bytes, as migrdma stat shows) over the connection's life. */
+static void jb_rate(struct jbuf *jb, uint64_t bytes, double duration_s)
+{
+	if (!(duration_s > 0)) {
+		jb_puts(jb, "null");
+		return;
+	}
+	jb_fixed(jb, (double)bytes / duration_s / 1e6, 1000, 3);
+}
+
+int stats_format_line(const struct conn_stats *s, char *buf, size_t buflen)
+{
+	struct jbuf jb = { .p = buf, .cap = buflen };
+
+	if (!s || !buf || !buflen)
+		return -1;
+	buf[0] = '\0';
+	/* key=value with the names of the JSON record, so one grep finds both. */
+	jb_printf(&jb, "closed: transport=%s role=%s", s->transport ? s->transport : "?",
+		  s->role ? s->role : "?");
+	jb_puts(&jb, " local=");
+	jb_put(&jb, s->local, strnlen(s->local, sizeof(s->local)));
+	jb_puts(&jb, " peer=");
+	jb_put(&jb, s->peer, strnlen(s->peer, sizeof(s->peer)));
+	jb_puts(&jb, " duration_s=");
+	jb_seconds(&jb, s->duration_s);
+	jb_printf(&jb, " bytes_out=%" PRIu64 " bytes_in=%" PRIu64, s->bytes_out, s->bytes_in);
+	jb_puts(&jb, " zerocopy_share=");
+	jb_ratio(&jb, s);
+	jb_puts(&jb, " out_mb_s=");
+	jb_rate(&jb, s->bytes_out, s->duration_s);
+	jb_puts(&jb, " in_mb_s=");
+	jb_rate(&jb, s->bytes_in, s->duration_s);
+	jb_printf(&jb, " close_reason=%s", s->close_reason ? s->close_reason : "?");
+	if (jb.full) {
+		buf[0] = '\0';
+		return -1;
+	}
+	return (int)jb.len;
+}
+
 int stats_format_json(const struct conn_stats *s, char *buf, size_t buflen)
 {
 	struct jbuf jb = { .p = buf, .cap = buflen };
@@ -177,6 +246,12 @@ int stats_format_json(const struct conn_stats *s, char *buf, size_t buflen)
 	jb_u64(&jb, "registered_bytes_peak", s->registered_bytes_peak);
 	jb_u64(&jb, "writes", s->writes);
 	jb_u64(&jb, "reads", s->reads);
+	jb_key(&jb, "zerocopy_share");
+	jb_ratio(&jb, s);
+	jb_key(&jb, "out_mb_s");
+	jb_rate(&jb, s->bytes_out, s->duration_s);
+	jb_key(&jb, "in_mb_s");
+	jb_rate(&jb, s->bytes_in, s->duration_s);
 	jb_key(&jb, "close_reason");
 	jb_string(&jb, s->close_reason, SIZE_MAX);
 	jb_put(&jb, "}\n", 2);
@@ -229,4 +304,23 @@ fail:
 	REAL(close)(fd);
 	errno = err;
 	return -1;
+}
+
+double stats_seconds_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+void stats_report_closed(const struct conn_stats *s)
+{
+	const struct migrdma_config *cfg = shim_config();
+	char line[512];
+
+	if (stats_format_line(s, line, sizeof(line)) >= 0)
+		log_notice(s->conn_id, "%s", line);
+	if (cfg->stats_file[0] && stats_append(cfg->stats_file, s))
+		log_warn(s->conn_id, "cannot append statistics to %s: %m", cfg->stats_file);
 }

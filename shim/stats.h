@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct conn_stats {
 	unsigned conn_id;
@@ -30,7 +31,23 @@ struct conn_stats {
 /* Format s as one JSON line (with '\n') into buf. Returns length, or -1 if it did not fit. */
 int stats_format_json(const struct conn_stats *s, char *buf, size_t buflen);
 
+/*
+ * Format s as the one-line summary logged when a connection closes:
+ * "closed: transport=rdma role=client ... close_reason=eof", key=value with
+ * the JSON record's field names.  Returns length, or -1 if it did not fit.
+ */
+int stats_format_line(const struct conn_stats *s, char *buf, size_t buflen);
+
 /* Append s to path with one O_APPEND write. Returns 0 or -1 (errno set). */
 int stats_append(const char *path, const struct conn_stats *s);
+
+/* Seconds of CLOCK_MONOTONIC since t0. */
+double stats_seconds_since(const struct timespec *t0);
+
+/*
+ * The proof a connection leaves when it closes: one line at the default
+ * (notice) level, and a MIGRDMA_STATS record when that is set.
+ */
+void stats_report_closed(const struct conn_stats *s);
 
 #endif

@@ -300,7 +300,8 @@ static void list_set_variables(char *list, size_t len)
 /* MIGRDMA_* names the parser never asked for: typos, or another version's. */
 static void check_unknown_variables(void)
 {
-	char name[NAME_MAX_LEN];
+	char name[NAME_MAX_LEN], msg[256];
+	const char *hint;
 	char **e;
 
 	if (probe.overflow)
@@ -317,7 +318,10 @@ static void check_unknown_variables(void)
 			continue;
 		if (probe_asked(name))
 			continue;
-		warn("%s is set, but the library reads no such variable", name);
+		if (config_unknown_name(*e, msg, sizeof(msg)) && (hint = strstr(msg, "; did you mean")))
+			warn("%s is set, but the library reads no such variable%s", name, hint);
+		else
+			warn("%s is set, but the library reads no such variable", name);
 		fix("correct its spelling or unset it (migrdma(7) lists the variables)");
 	}
 }
@@ -477,8 +481,45 @@ again:
 	setenv("MIGRDMA_DISABLE", "1", 1);
 }
 
+/*
+ * The version built into a library file: its what(1) marker
+ * "@(#)migrdma VERSION" (shim/init.c), found without loading the file.
+ */
+static bool library_version(const char *path, char *buf, size_t len)
+{
+	static const char marker[] = "@(#)migrdma ";
+	char chunk[65536 + sizeof(marker)];
+	size_t have = 0, n, i, k;
+	bool found = false;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && (n = fread(chunk + have, 1, sizeof(chunk) - have, f)) > 0) {
+		n += have;
+		for (i = 0; i + sizeof(marker) - 1 < n; i++) {
+			if (memcmp(chunk + i, marker, sizeof(marker) - 1))
+				continue;
+			i += sizeof(marker) - 1;
+			for (k = 0; i + k < n && k + 1 < len && chunk[i + k] > ' ' &&
+				    chunk[i + k] < 0x7f; k++)
+				buf[k] = chunk[i + k];
+			buf[k] = '\0';
+			found = k > 0;
+			break;
+		}
+		/* Keep a marker's worth of tail: it may straddle two reads. */
+		have = n < sizeof(marker) ? n : sizeof(marker) - 1;
+		memmove(chunk, chunk + n - have, have);
+	}
+	fclose(f);
+	return found;
+}
+
 static void check_library(const char *opt)
 {
+	char version[64];
 	char path[PATH_MAX], looked[LIST_MAX] = "", missing[256] = "";
 	struct link_map *lm = NULL;
 	void *h;
@@ -524,7 +565,16 @@ static void check_library(const char *opt)
 		fix("rebuild it from this source tree (cmake --build build); that build of the library would leave those calls to libc");
 		goto out;
 	}
-	ok("library: %s loads and defines connect, fcntl64 and close_range", path);
+	if (!library_version(path, version, sizeof(version))) {
+		warn("library: %s loads, but carries no version (a build older than 0.1.0?)", path);
+		fix("rebuild or reinstall it from this source tree, so that its version can be checked");
+	} else if (strcmp(version, MIGRDMA_VERSION)) {
+		warn("library: %s is migrdma %s, this tool is %s", path, version, MIGRDMA_VERSION);
+		fix("install the library and the tools of one build");
+	} else {
+		ok("library: %s (migrdma %s) loads and defines connect, fcntl64 and close_range",
+		   path, version);
+	}
 out:
 	dlclose(h);
 }
@@ -1190,6 +1240,24 @@ static int kernel_devices(char *names, size_t len)
 	return n;
 }
 
+/* No device at all: say what is missing; the caller goes on with the rest. */
+static void no_devices(void)
+{
+	char netdev[IF_NAMESIZE], names[128];
+
+	if (kernel_devices(names, sizeof(names)) > 0) {
+		fail("the kernel has RDMA devices (%s) but libibverbs lists none", names);
+		fix("modprobe ib_uverbs, and install ibverbs-providers");
+		return;
+	}
+	some_netdev(netdev, sizeof(netdev));
+	fail("no RDMA devices found: a matched connection would fail with ENODEV (or use TCP with MIGRDMA_FALLBACK=tcp)");
+	fix("load the NIC's RDMA driver, or for testing: modprobe rdma_rxe && rdma link add rxe0 type rxe netdev %s",
+	    netdev);
+	if (access("/dev/infiniband/rdma_cm", F_OK) < 0)
+		printf("      (and /dev/infiniband/rdma_cm is missing: modprobe rdma_ucm)\n");
+}
+
 /* ---- command line ------------------------------------------------------------------- */
 
 static void doctor_usage(FILE *out)
@@ -1224,7 +1292,7 @@ int cmd_doctor(int argc, char **argv)
 	static char targets[TARGETS_MAX];
 	struct ibv_device **devs = NULL;
 	const char *lib = NULL;
-	bool have_targets = false, config_only = false, have_cm;
+	bool have_targets = false, config_only = false, have_cm = false;
 	size_t nfor = 0;
 	unsigned active = 0;
 	int c, i, ndev = 0;
@@ -1287,41 +1355,33 @@ int cmd_doctor(int argc, char **argv)
 	/* Lines, not blocks, when piped: the VM console and tee show progress. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	if (!config_only) {
-		devs = ibv_get_device_list(&ndev);
-		if (!devs || ndev <= 0) {
-			char netdev[IF_NAMESIZE];
-
-			char names[128];
-
-			if (devs)
-				ibv_free_device_list(devs);
-			/* One line: on a host without RDMA nothing else matters. */
-			if (kernel_devices(names, sizeof(names)) > 0) {
-				printf("migrdma doctor: the kernel has RDMA devices (%s) but libibverbs lists none (modprobe ib_uverbs, and install ibverbs-providers)\n",
-				       names);
-				return 1;
-			}
-			some_netdev(netdev, sizeof(netdev));
-			printf("migrdma doctor: no RDMA devices found (load a driver, or for testing: modprobe rdma_rxe && rdma link add rxe0 type rxe netdev %s)\n",
-			       netdev);
-			return 1;
-		}
-	}
-
+	printf("migrdma doctor %s\n", MIGRDMA_VERSION);
 	check_config(have_targets ? targets : NULL, &cfg);
 
 	if (!config_only) {
 		check_library(lib);
-		have_cm = check_rdma_cm();
-		for (i = 0; i < ndev; i++)
-			check_device(devs[i], &active);
-		if (!active) {
-			fail("no RDMA port is ACTIVE");
-			fix("see the port lines above: bring up the netdev under a RoCE device, or start a subnet manager on InfiniBand");
+		devs = ibv_get_device_list(&ndev);
+		if (!devs || ndev <= 0) {
+			/*
+			 * Nothing to carry a migration, but the rest of the
+			 * set-up can still be checked: fix it all in one go.
+			 */
+			if (devs)
+				ibv_free_device_list(devs);
+			devs = NULL;
+			ndev = 0;
+			no_devices();
+		} else {
+			have_cm = check_rdma_cm();
+			for (i = 0; i < ndev; i++)
+				check_device(devs[i], &active);
+			if (!active) {
+				fail("no RDMA port is ACTIVE");
+				fix("see the port lines above: bring up the netdev under a RoCE device, or start a subnet manager on InfiniBand");
+			}
+			ibv_free_device_list(devs);
+			check_targets(&cfg, fors, nfor, have_cm);
 		}
-		ibv_free_device_list(devs);
-		check_targets(&cfg, fors, nfor, have_cm);
 		check_memlock(&cfg);
 	}
 

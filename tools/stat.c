@@ -699,8 +699,9 @@ static void print_json(const struct sample *prev, const struct sample *cur,
 			const struct live_conn *c = &p->f.conns[j];
 			double out, in, share;
 
-			printf("%s{\"id\":%" PRIu32 ",\"role\":\"%s\",\"local\":", j ? "," : "",
-			       c->id, c->is_server ? "server" : "client");
+			/* The field names of MIGRDMA_STATS records and the close line. */
+			printf("%s{\"conn_id\":%" PRIu32 ",\"role\":\"%s\",\"transport\":\"rdma\","
+			       "\"local\":", j ? "," : "", c->id, c->is_server ? "server" : "client");
 			json_string(c->local);
 			fputs(",\"peer\":", stdout);
 			json_string(c->peer);
@@ -708,9 +709,9 @@ static void print_json(const struct sample *prev, const struct sample *cur,
 			json_string(c->state);
 			printf(",\"bytes_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
 			       ",\"bytes_out_zerocopy\":%" PRIu64 ",\"bytes_out_send\":%" PRIu64
-			       ",\"registrations\":%" PRIu64 ",\"age_ms\":%" PRIu64,
+			       ",\"registrations\":%" PRIu64 ",\"duration_s\":%" PRIu64 ".%03" PRIu64,
 			       c->bytes_out, c->bytes_in, c->bytes_out_zerocopy, c->bytes_out_send,
-			       c->registrations, c->age_ms);
+			       c->registrations, c->age_ms / 1000, c->age_ms % 1000);
 			if (conn_rate(pp, p, c, &out, &in))
 				printf(",\"out_mb_s\":%.3f,\"in_mb_s\":%.3f", out, in);
 			else

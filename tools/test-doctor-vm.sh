@@ -60,7 +60,7 @@ else
 	fail "doctor exits $rc, expected 0"
 fi
 has "^ok +$dev port 1: ACTIVE, Ethernet \(RoCE\), active MTU 4096, netdev dummy0$" "$dev port 1 reported ACTIVE"
-has '^ok +library: .*libmigrdma\.so loads and defines connect, fcntl64 and close_range$' "library loads"
+has '^ok +library: .*libmigrdma\.so \(migrdma [0-9]+\.[0-9]+\.[0-9]+\) loads and defines connect, fcntl64 and close_range$' "library loads, with its version"
 has '^ok +/dev/infiniband/rdma_cm opens read-write' "rdma_cm is usable"
 has "^ok +target $addr:4444: local, a listener binds to $dev port 1; connections to it use $dev port 1 from $addr, GID index [0-9]+ ::ffff:$addr \(RoCE v2\), netdev dummy0$" \
 	"target resolved to $dev"

@@ -4,16 +4,18 @@
 #
 #   cli      the command line and the configuration checks, which touch no
 #            device and so run anywhere;
-#   no-rdma  on a host without RDMA devices, "migrdma doctor" prints one line
-#            saying so and exits 1.  Exits 77 (ctest: skipped) on a host
-#            that has devices: the VM test vm.doctor covers that path.
+#   no-rdma  on a host without RDMA devices, "migrdma doctor" fails that
+#            check and still checks the rules, the variables, the library
+#            (LIBMIGRDMA, with its version) and memlock; exits 1.  Exits 77
+#            (ctest: skipped) on a host that has devices: the VM test
+#            vm.doctor covers that path.
 set -eu
 
-[ $# -eq 2 ] || {
-	echo "usage: test-doctor.sh cli|no-rdma MIGRDMA_TOOL" >&2
+[ $# -eq 2 ] || [ $# -eq 3 ] || {
+	echo "usage: test-doctor.sh cli|no-rdma MIGRDMA_TOOL [LIBMIGRDMA]" >&2
 	exit 2
 }
-mode=$1 tool=$2
+mode=$1 tool=$2 lib=${3:-}
 
 failures=0
 pass() { echo "PASS: $*"; }
@@ -90,16 +92,31 @@ no-rdma)
 		echo "SKIP: this host has RDMA devices in /sys/class/infiniband"
 		exit 77
 	fi
+	# No devices is a FAIL, but the rules, the other variables, the
+	# library and memlock are still checked (it used to stop at one line).
 	rc=0
-	env -u MIGRDMA_TARGETS "$tool" doctor -t 198.18.0.1:4444 >"$out" 2>&1 || rc=$?
-	lines=$(wc -l <"$out")
-	if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] &&
-		grep -Eq '^migrdma doctor: no RDMA devices found \(load a driver, or for testing: modprobe rdma_rxe && rdma link add rxe0 type rxe netdev [^ ]+\)$' "$out"; then
-		pass "no RDMA: one line, exit 1: $(cat "$out")"
-	else
-		fail "no RDMA: exit $rc, $lines line(s):"
-		sed 's/^/  | /' "$out"
+	env -u MIGRDMA_TARGETS MIGRDMA_LOG=verbose MIGRDMA_TARGET=x "$tool" doctor -t 198.18.0.1:4444 \
+		${lib:+--lib "$lib"} >"$out" 2>&1 || rc=$?
+	check_line() {
+		if grep -Eq -- "$2" "$out"; then
+			pass "no RDMA: $1"
+		else
+			fail "no RDMA: $1: no line matching '$2' in:"
+			sed 's/^/  | /' "$out"
+		fi
+	}
+	[ "$rc" -eq 1 ] && pass "no RDMA: exit 1" || fail "no RDMA: exit $rc, want 1"
+	check_line "version first" '^migrdma doctor [0-9]+\.[0-9]+\.[0-9]+$'
+	check_line "the device FAIL" '^FAIL  no RDMA devices found: a matched connection would fail with ENODEV'
+	check_line "its fix" '^      fix: load the NIC.s RDMA driver, or for testing: modprobe rdma_rxe && rdma link add rxe0 type rxe netdev [^ ]+$'
+	check_line "the rules checked" '^ok    MIGRDMA_TARGETS \(from -t\): 1 rule: 198.18.0.1:4444$'
+	check_line "a bad variable checked" '^FAIL  MIGRDMA_LOG="verbose": must be error, warn, notice, info or debug$'
+	check_line "an unknown name checked" '^warn  MIGRDMA_TARGET is set, but the library reads no such variable; did you mean MIGRDMA_TARGETS\?$'
+	check_line "memlock checked" '^(ok|warn|FAIL)  +memlock limit '
+	if [ -n "$lib" ]; then
+		check_line "the library checked, with its version" "^ok    library: .*libmigrdma.so \(migrdma [0-9.]+\) loads"
 	fi
+	check_line "the summary" '^migrdma doctor: 2 problems, [0-9]+ warnings?: fix the FAIL lines before migrating$'
 	;;
 *)
 	echo "test-doctor.sh: unknown mode '$mode'" >&2

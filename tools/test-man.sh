@@ -56,7 +56,8 @@ done
 # right after ".TP") of migrdma.7.
 documented=$(awk 'prev == ".TP" && $1 == ".B" && $2 ~ /^MIGRDMA_/ { print $2 } { prev = $0 }' \
 	"$mandir/migrdma.7")
-parsed=$(grep -o '"MIGRDMA_[A-Z0-9_]*"' "$src/shim/config.c" | tr -d '"' | sort -u)
+# (A literal ending in "_", such as "MIGRDMA_VM_", is a prefix, not a name.)
+parsed=$(grep -o '"MIGRDMA_[A-Z0-9_]*[A-Z0-9]"' "$src/shim/config.c" | tr -d '"' | sort -u)
 # shellcheck disable=SC2016 # the backquotes are README.md's, not the shell's
 readme=$(grep -o '^| `MIGRDMA_[A-Z0-9_]*`' "$src/README.md" | tr -d '|` ' | sort -u)
 [ -n "$parsed" ] || fail "no variable found in shim/config.c"

@@ -80,7 +80,7 @@ refuse "missing --" "put '--' before the command" -t 10.0.0.1:1 touch ran
 refuse "missing -- at the end" "missing '--'" -t 10.0.0.1:1
 refuse "no command after --" "no command after '--'" -t 10.0.0.1:1 --
 refuse "bad --fallback" "must be none or tcp" -f maybe -t 10.0.0.1:1 -- touch ran
-refuse "bad --log" "must be error, warn, info or debug" --log=loud -t 10.0.0.1:1 -- touch ran
+refuse "bad --log" "must be error, warn, notice, info or debug" --log=loud -t 10.0.0.1:1 -- touch ran
 refuse "unreadable secret file" "cannot read it" --secret-file "$work/nonexistent" -t 10.0.0.1:1 -- touch ran
 refuse "secret file is a directory" "cannot read it" --secret-file adir -t 10.0.0.1:1 -- touch ran
 refuse "empty secret file" "is empty" --secret-file empty -t 10.0.0.1:1 -- touch ran
@@ -195,6 +195,22 @@ else
 	fail "missing MIGRDMA_LIB: exit $rc"
 	sed 's/^/  | /' err
 fi
+
+# A command that cannot run: migrdma-run's own one line, the shell's status
+# numbers (127 missing, 126 not executable), never a bare shell error.
+for c in "/nonexistent 127 /nonexistent: no such file" \
+	"migrdma-no-such-command 127 migrdma-no-such-command: command not found in PATH" \
+	"$work 126 $work: not an executable file"; do
+	cmd=${c%% *} rest=${c#* } want=${rest%% *} msg=${rest#* }
+	rc=0
+	env -u LD_PRELOAD MIGRDMA_LIB="$reallib" "$sh" "$run" -t 10.0.0.1:1 -- "$cmd" >out 2>err || rc=$?
+	if [ "$rc" -eq "$want" ] && [ "$(cat err)" = "migrdma-run: $msg" ]; then
+		pass "command $cmd: exit $rc, one clear line"
+	else
+		fail "command $cmd: exit $rc (want $want), stderr:"
+		sed 's/^/  | /' err
+	fi
+done
 
 # --- search order from a checkout: ../build/libmigrdma.so, ../build/tools/migrdma
 mkdir -p checkout/tools checkout/build/tools

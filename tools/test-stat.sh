@@ -79,7 +79,7 @@ pid = int(sys.argv[2])
 def proc(r, pid):
     return [p for p in r["processes"] if p["pid"] == pid][0]
 def conn(r, pid, i):
-    return [c for c in proc(r, pid)["connections"] if c["id"] == i][0]
+    return [c for c in proc(r, pid)["connections"] if c["conn_id"] == i][0]
 ok = eval(sys.argv[3])
 if not ok:
     print("  expression false: " + sys.argv[3])
@@ -150,7 +150,7 @@ fi
 check_json "one process, its pinned memory" \
 	'len(r["processes"]) == 1 and proc(r, pid)["pinned_now"] == 67108864 and proc(r, pid)["pinned_peak"] == 83886080'
 check_json "connection 1: the counters" \
-	'conn(r, pid, 1) == {**conn(r, pid, 1), "role": "client", "local": "198.18.0.1:41000", "peer": "198.18.0.2:4444", "state": "established", "bytes_out": 1250000000, "bytes_in": 1005000, "bytes_out_zerocopy": 1240000000, "bytes_out_send": 10000000, "registrations": 12, "age_ms": 6000}'
+	'conn(r, pid, 1) == {**conn(r, pid, 1), "role": "client", "local": "198.18.0.1:41000", "peer": "198.18.0.2:4444", "state": "established", "bytes_out": 1250000000, "bytes_in": 1005000, "bytes_out_zerocopy": 1240000000, "bytes_out_send": 10000000, "registrations": 12, "duration_s": 6.0, "transport": "rdma"}'
 check_json "connection 1: 250 MB/s out, 1 MB/s in" \
 	'conn(r, pid, 1)["out_mb_s"] == 250.0 and conn(r, pid, 1)["in_mb_s"] == 1.0'
 check_json "connection 1: zero-copy share 0.992" 'conn(r, pid, 1)["zerocopy_share"] == 0.992'

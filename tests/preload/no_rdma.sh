@@ -3,7 +3,8 @@
 #   - a matched connect fails with ENODEV and one log line saying why,
 #     and no TCP connection is made;
 #   - MIGRDMA_FALLBACK=tcp connects over plain TCP with a warning;
-#   - a bad variable leaves the library inert with one error line;
+#   - a bad variable refuses matched connections with one error line
+#     (fail closed), a bad MIGRDMA_TARGETS leaves the library inert;
 #   - MIGRDMA_DISABLE=1 is silent.
 # Usage: no_rdma.sh LIBMIGRDMA
 set -eu
@@ -57,12 +58,23 @@ out=$(run MIGRDMA_TARGETS="127.0.0.1:$port" MIGRDMA_FALLBACK=tcp)
 [ "$out" = connected ] || fail "fallback tcp: got '$out'"
 grep -q 'plain TCP' "$tmp/err" || fail "fallback tcp: no warning"
 echo "ok: MIGRDMA_FALLBACK=tcp connects over TCP with a warning"
+# That connection reached the listener; start counting afresh.
+i=0
+while [ ! -e "$tmp/accepted" ]; do i=$((i + 1)); [ $i -lt 100 ] || fail "the fallback connection never arrived"; sleep 0.1; done
+rm -f "$tmp/accepted"
 
 out=$(run MIGRDMA_TARGETS="127.0.0.1:$port" MIGRDMA_CHUNK=3M)
-[ "$out" = connected ] || fail "bad variable: the program should run untouched, got '$out'"
+[ "$out" = "errno 1" ] || fail "bad variable: a matched connect must be refused (EPERM), got '$out'"
 [ "$(grep -c 'MIGRDMA_CHUNK="3M"' "$tmp/err")" = 1 ] || { cat "$tmp/err"; fail "bad variable: want one error line naming it"; }
-grep -q 'inert' "$tmp/err" || fail "bad variable: the line should say the library stays inert"
-echo "ok: a bad variable leaves the library inert with one error line"
+[ "$(grep -c . "$tmp/err")" = 1 ] || { cat "$tmp/err"; fail "bad variable: want exactly one line"; }
+grep -q 'are refused' "$tmp/err" || fail "bad variable: the line should say matched connections are refused"
+[ ! -e "$tmp/accepted" ] || fail "bad variable: a TCP connection was made although MIGRDMA_FALLBACK is not tcp"
+echo "ok: a bad variable refuses the matched connection (fail closed) with one error line"
+
+out=$(run MIGRDMA_TARGETS="127.0.0.1:$port,nonsense")
+[ "$out" = connected ] || fail "bad MIGRDMA_TARGETS: nothing can match, the program should run untouched, got '$out'"
+grep -q 'inert' "$tmp/err" || { cat "$tmp/err"; fail "bad MIGRDMA_TARGETS: the line should say the library stays inert"; }
+echo "ok: a bad MIGRDMA_TARGETS leaves the library inert with one error line"
 
 out=$(run MIGRDMA_TARGETS="127.0.0.1:$port" MIGRDMA_DISABLE=1)
 [ "$out" = connected ] || fail "MIGRDMA_DISABLE=1: got '$out'"

@@ -98,7 +98,8 @@ static void test_defaults(void **state)
 	assert_false(cfg.disabled);
 	assert_int_equal(cfg.nrules, 0);
 	assert_int_equal(cfg.fallback, FALLBACK_NONE);
-	assert_int_equal(cfg.log_level, LOG_LEVEL_WARN);
+	assert_int_equal(cfg.log_level, LOG_LEVEL_NOTICE);
+	assert_int_equal(cfg.bad_vars, 0);
 	assert_string_equal(cfg.log_file, "");
 	assert_string_equal(cfg.stats_file, "");
 	assert_int_equal(cfg.zcopy_min, 4096);
@@ -121,7 +122,7 @@ static void test_empty_means_default(void **state)
 	assert_loads();
 	assert_false(cfg.disabled);
 	assert_int_equal(cfg.nrules, 0);
-	assert_int_equal(cfg.log_level, LOG_LEVEL_WARN);
+	assert_int_equal(cfg.log_level, LOG_LEVEL_NOTICE);
 	assert_int_equal(cfg.chunk, MIB);
 	assert_int_equal(cfg.keepalive_s, 10);
 }
@@ -193,7 +194,7 @@ static void test_log_level(void **state)
 		enum log_level level;
 	} ok[] = {
 		{ "error", LOG_LEVEL_ERROR }, { "warn", LOG_LEVEL_WARN },
-		{ "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
+		{ "notice", LOG_LEVEL_NOTICE }, { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
 		{ "DEBUG", LOG_LEVEL_DEBUG },
 	};
 	size_t i;
@@ -397,7 +398,7 @@ static void test_control_chars_quoted_on_one_line(void **state)
 	(void)state;
 	set_env("MIGRDMA_LOG", "warn\nerror");
 	assert_int_equal(load(), -1);
-	assert_string_equal(err, "MIGRDMA_LOG=\"warn?error\": must be error, warn, info or debug");
+	assert_string_equal(err, "MIGRDMA_LOG=\"warn?error\": must be error, warn, notice, info or debug");
 }
 
 static const struct target_rule *rule(size_t i)
@@ -703,6 +704,122 @@ static void test_match_bad_input(void **state)
 	assert_false(match6("::", 4444));
 }
 
+/*
+ * Fail closed: one bad variable no longer stops the others from being read.
+ * Whether matched sockets are refused depends on MIGRDMA_TARGETS and
+ * MIGRDMA_FALLBACK, and the error must reach MIGRDMA_LOG_FILE.
+ */
+static void test_bad_variable_keeps_the_rest(void **state)
+{
+	(void)state;
+	set_env("MIGRDMA_TARGETS", "198.18.0.2:4444");
+	set_env("MIGRDMA_LOG", "verbose");
+	set_env("MIGRDMA_LOG_FILE", "/var/log/migrdma.log");
+	set_env("MIGRDMA_STATS", "/tmp/stats.json");
+	set_env("MIGRDMA_KEEPALIVE", "20");
+	assert_int_equal(load(), -1);
+	assert_string_equal(err, "MIGRDMA_LOG=\"verbose\": must be error, warn, notice, info or debug");
+	assert_int_equal(cfg.bad_vars, 1);
+	assert_int_equal(cfg.nrules, 1);
+	assert_int_equal(cfg.rules[0].port_lo, 4444);
+	assert_int_equal(cfg.fallback, FALLBACK_NONE);
+	assert_int_equal(cfg.log_level, LOG_LEVEL_NOTICE);
+	assert_string_equal(cfg.log_file, "/var/log/migrdma.log");
+	assert_string_equal(cfg.stats_file, "/tmp/stats.json");
+	assert_int_equal(cfg.keepalive_s, 20);
+
+	/* An explicit fallback is still seen after the bad one. */
+	set_env("MIGRDMA_FALLBACK", "tcp");
+	assert_int_equal(load(), -1);
+	assert_int_equal(cfg.fallback, FALLBACK_TCP);
+}
+
+static void test_bad_variables_counted_first_named(void **state)
+{
+	(void)state;
+	set_env("MIGRDMA_TARGETS", "198.18.0.2:4444");
+	set_env("MIGRDMA_CHUNK", "3M");
+	set_env("MIGRDMA_KEEPALIVE", "0");
+	set_env("MIGRDMA_SECRET", "short");
+	assert_int_equal(load(), -1);
+	assert_int_equal(cfg.bad_vars, 3);
+	/* The first in reading order is the one named. */
+	assert_string_equal(err, "MIGRDMA_CHUNK=\"3M\": must be a power of two between 64K and 1G");
+	assert_int_equal(cfg.chunk, MIB);
+	assert_int_equal(cfg.keepalive_s, 10);
+	assert_int_equal(cfg.secret_len, 0);
+	assert_int_equal(cfg.nrules, 1);
+
+	/* A bad rule leaves no rules at all, never some of them. */
+	reset_env(NULL);
+	set_env("MIGRDMA_TARGETS", "198.18.0.2:4444,nonsense");
+	set_env("MIGRDMA_FALLBACK", "maybe");
+	assert_int_equal(load(), -1);
+	assert_int_equal(cfg.bad_vars, 2);
+	assert_int_equal(cfg.nrules, 0);
+	assert_non_null(strstr(err, "MIGRDMA_TARGETS"));
+}
+
+static void assert_unknown(const char *entry, const char *expect)
+{
+	char msg[256];
+
+	memset(msg, 'x', sizeof(msg));
+	if (config_unknown_name(entry, msg, sizeof(msg)) != 1)
+		fail_msg("%s: not reported as unknown", entry);
+	assert_string_equal(msg, expect);
+}
+
+static void test_unknown_names(void **state)
+{
+	char msg[256] = "untouched";
+
+	(void)state;
+	assert_unknown("MIGRDMA_TARGET=198.18.0.2:4444",
+		       "unknown variable MIGRDMA_TARGET is ignored; did you mean MIGRDMA_TARGETS?");
+	assert_unknown("MIGRDMA_LOGFILE=/tmp/x",
+		       "unknown variable MIGRDMA_LOGFILE is ignored; did you mean MIGRDMA_LOG_FILE?");
+	assert_unknown("MIGRDMA_FALBACK=tcp",
+		       "unknown variable MIGRDMA_FALBACK is ignored; did you mean MIGRDMA_FALLBACK?");
+	/* A swap of two letters is one edit. */
+	assert_unknown("MIGRDMA_RNIG=8M",
+		       "unknown variable MIGRDMA_RNIG is ignored; did you mean MIGRDMA_RING?");
+	assert_unknown("MIGRDMA_COMPLETELY_DIFFERENT=1",
+		       "unknown variable MIGRDMA_COMPLETELY_DIFFERENT is ignored (the variables are listed in migrdma(7))");
+	/* No '=' (a malformed environ entry) is still a name. */
+	assert_unknown("MIGRDMA_STAT",
+		       "unknown variable MIGRDMA_STAT is ignored; did you mean MIGRDMA_STATS?");
+
+	/* Known names, other prefixes and prefixes of known names. */
+	assert_int_equal(config_unknown_name("MIGRDMA_TARGETS=*:4444", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name("MIGRDMA_LOG_FILE=", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name("MIGRDMA_LIB=/x/libmigrdma.so", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name("MIGRDMA_VM_LOG=/tmp/console", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name("PATH=/usr/bin", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name("migrdma_targets=x", msg, sizeof(msg)), 0);
+	assert_int_equal(config_unknown_name(NULL, msg, sizeof(msg)), 0);
+	assert_string_equal(msg, "untouched");
+}
+
+static void test_name_distance(void **state)
+{
+	char long_a[200], long_b[200];
+
+	(void)state;
+	assert_int_equal(config_name_distance("", ""), 0);
+	assert_int_equal(config_name_distance("ABC", ""), 3);
+	assert_int_equal(config_name_distance("MIGRDMA_LOG", "MIGRDMA_LOG"), 0);
+	assert_int_equal(config_name_distance("MIGRDMA_TARGET", "MIGRDMA_TARGETS"), 1);
+	assert_int_equal(config_name_distance("MIGRDMA_RNIG", "MIGRDMA_RING"), 1);
+	assert_int_equal(config_name_distance("KITTEN", "SITTING"), 3);
+	/* Very long names are compared on a bounded prefix, never overrun. */
+	memset(long_a, 'A', sizeof(long_a) - 1);
+	long_a[sizeof(long_a) - 1] = '\0';
+	memset(long_b, 'B', sizeof(long_b) - 1);
+	long_b[sizeof(long_b) - 1] = '\0';
+	assert_int_equal(config_name_distance(long_a, long_b), 48);
+}
+
 #define T(f) cmocka_unit_test_setup(f, reset_env)
 
 int main(void)
@@ -735,6 +852,10 @@ int main(void)
 		T(test_match_star),
 		T(test_match_wildcard_bind),
 		T(test_match_bad_input),
+		T(test_bad_variable_keeps_the_rest),
+		T(test_bad_variables_counted_first_named),
+		T(test_unknown_names),
+		T(test_name_distance),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

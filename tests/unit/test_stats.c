@@ -87,7 +87,8 @@ static void test_json_exact(void **state)
 		    "\"duration_s\":12.500000,\"bytes_out\":8589934592,\"bytes_in\":1234,"
 		    "\"bytes_out_zerocopy\":8000000000,\"bytes_out_send\":589934592,"
 		    "\"registrations\":42,\"registered_bytes_peak\":1073741824,"
-		    "\"writes\":100000,\"reads\":17,\"close_reason\":\"close\"}\n");
+		    "\"writes\":100000,\"reads\":17,\"zerocopy_share\":0.9313,"
+		    "\"out_mb_s\":687.195,\"in_mb_s\":0.000,\"close_reason\":\"close\"}\n");
 }
 
 static void test_json_extremes(void **state)
@@ -105,7 +106,47 @@ static void test_json_extremes(void **state)
 		    "\"duration_s\":0.000000,\"bytes_out\":18446744073709551615,\"bytes_in\":0,"
 		    "\"bytes_out_zerocopy\":0,\"bytes_out_send\":0,"
 		    "\"registrations\":0,\"registered_bytes_peak\":0,"
-		    "\"writes\":0,\"reads\":0,\"close_reason\":null}\n");
+		    "\"writes\":0,\"reads\":0,\"zerocopy_share\":0.0000,"
+		    "\"out_mb_s\":null,\"in_mb_s\":0.000,\"close_reason\":null}\n");
+}
+
+/* The default-level close line: the JSON record's fields, key=value. */
+static void test_close_line(void **state)
+{
+	struct conn_stats s = sample();
+	char buf[512], tiny[40];
+	int n;
+
+	(void)state;
+	n = stats_format_line(&s, buf, sizeof(buf));
+	assert_int_equal(n, (int)strlen(buf));
+	assert_string_equal(buf,
+			    "closed: transport=rdma role=client local=10.0.0.1:40000 "
+			    "peer=[fd00::2]:4444 duration_s=12.500000 bytes_out=8589934592 "
+			    "bytes_in=1234 zerocopy_share=0.9313 out_mb_s=687.195 in_mb_s=0.000 "
+			    "close_reason=close");
+
+	/* A TCP fallback: nothing zero-copy, nothing sent yet gives null. */
+	memset(&s, 0, sizeof(s));
+	s.conn_id = 3;
+	s.role = "server";
+	s.transport = "tcp";
+	strcpy(s.local, "198.18.0.2:4444");
+	strcpy(s.peer, "198.18.0.1:50000");
+	s.duration_s = 2.0;
+	s.bytes_in = 3000000;
+	s.close_reason = "close";
+	assert_true(stats_format_line(&s, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf,
+			    "closed: transport=tcp role=server local=198.18.0.2:4444 "
+			    "peer=198.18.0.1:50000 duration_s=2.000000 bytes_out=0 "
+			    "bytes_in=3000000 zerocopy_share=null out_mb_s=0.000 in_mb_s=1.500 "
+			    "close_reason=close");
+
+	/* Too small: nothing half-written. */
+	assert_int_equal(stats_format_line(&s, tiny, sizeof(tiny)), -1);
+	assert_string_equal(tiny, "");
+	assert_int_equal(stats_format_line(NULL, buf, sizeof(buf)), -1);
 }
 
 static void test_json_duration(void **state)
@@ -303,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_json_extremes),
 		cmocka_unit_test(test_json_duration),
 		cmocka_unit_test(test_json_escaping),
+		cmocka_unit_test(test_close_line),
 		cmocka_unit_test(test_json_too_small),
 		cmocka_unit_test(test_format_addr),
 		cmocka_unit_test(test_append),
