@@ -89,7 +89,7 @@ void credit_rx_message_done(struct credit_rx *rx, uint32_t ring_bytes)
 bool credit_rx_should_report(const struct credit_rx *rx)
 {
 	return rx->owed_msgs * 2 >= rx->msgs_lent ||
-	       (uint64_t)rx->owed_ring * 4 >= rx->ring_size;
+	       (uint64_t)rx->owed_ring * 2 >= rx->ring_size;
 }
 
 void credit_rx_take(struct credit_rx *rx, uint32_t *msgs, uint32_t *ring)

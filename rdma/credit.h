@@ -67,9 +67,11 @@ void credit_rx_message_done(struct credit_rx *rx, uint32_t ring_bytes);
 
 /*
  * Is enough owed that the sender might be stalled on it?  Half the
- * messages or a quarter of the ring: a sender blocked on either has at
- * least that much outstanding, so once the program reads everything the
- * threshold is always crossed and no one waits forever.
+ * messages or half the ring.  A sender stops only when it has no message
+ * credit left or no ring byte free, so once the program has read
+ * everything at least that much is owed and no one waits forever; half
+ * the ring per report means one credit message, and at most one wake-up
+ * of a blocked sender, per half ring (two 2 MiB messages by default).
  */
 bool credit_rx_should_report(const struct credit_rx *rx);
 

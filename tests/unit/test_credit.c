@@ -246,22 +246,22 @@ static void test_rx_should_report(void **state)
 	assert_int_equal(r, 80);
 	assert_false(credit_rx_should_report(&rx));
 
-	/* A quarter of the ring, in one message. */
-	credit_rx_arrived(&rx, 0, RING / 4 - 1);
-	credit_rx_message_done(&rx, RING / 4 - 1);
+	/* Half the ring, in one message. */
+	credit_rx_arrived(&rx, 0, RING / 2 - 1);
+	credit_rx_message_done(&rx, RING / 2 - 1);
 	assert_false(credit_rx_should_report(&rx));
 	credit_rx_take(&rx, &m, &r);
-	credit_rx_arrived(&rx, 0, RING / 4);
-	credit_rx_message_done(&rx, RING / 4);
+	credit_rx_arrived(&rx, 0, RING / 2);
+	credit_rx_message_done(&rx, RING / 2);
 	assert_true(credit_rx_should_report(&rx));
 	credit_rx_take(&rx, &m, &r);
 
 	/* ... or accumulated over several, skips included. */
-	credit_rx_arrived(&rx, 0, RING / 8);
-	credit_rx_message_done(&rx, RING / 8);
+	credit_rx_arrived(&rx, 0, RING / 4);
+	credit_rx_message_done(&rx, RING / 4);
 	assert_false(credit_rx_should_report(&rx));
-	credit_rx_arrived(&rx, RING / 8 - 1, 0);
-	credit_rx_message_done(&rx, RING / 8 - 1);
+	credit_rx_arrived(&rx, RING / 4 - 1, 0);
+	credit_rx_message_done(&rx, RING / 4 - 1);
 	assert_false(credit_rx_should_report(&rx));
 	credit_rx_arrived(&rx, 0, 1);
 	credit_rx_message_done(&rx, 1);
@@ -281,16 +281,14 @@ static void test_rx_should_report(void **state)
 	credit_rx_message_done(&rx, 0);
 	assert_true(credit_rx_should_report(&rx));
 
-	/* The largest ring: no overflow in the quarter test. */
+	/* The largest ring: no overflow in the half test. */
 	credit_rx_init(&rx, WIRE_CREDITS_MAX, WIRE_RING_MAX);
-	credit_rx_arrived(&rx, 0, WIRE_RING_MAX / 4 - 1);
-	credit_rx_message_done(&rx, WIRE_RING_MAX / 4 - 1);
+	credit_rx_arrived(&rx, 0, WIRE_RING_MAX / 2 - 1);
+	credit_rx_message_done(&rx, WIRE_RING_MAX / 2 - 1);
 	assert_false(credit_rx_should_report(&rx));
 	credit_rx_arrived(&rx, 0, WIRE_RING_MAX / 2);
 	credit_rx_message_done(&rx, WIRE_RING_MAX / 2);
 	assert_true(credit_rx_should_report(&rx));
-	credit_rx_arrived(&rx, WIRE_RING_MAX / 4, 0);
-	credit_rx_message_done(&rx, WIRE_RING_MAX / 4);
 	credit_rx_take(&rx, &m, &r);
 	assert_int_equal(r, WIRE_RING_MAX - 1);
 }
