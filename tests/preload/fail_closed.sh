@@ -12,16 +12,7 @@
 # Usage: fail_closed.sh LIBMIGRDMA
 set -eu
 lib=$1
-if [ -n "$(ls /sys/class/infiniband 2>/dev/null)" ]; then
-	echo "SKIP: this host has RDMA devices"
-	exit 77
-fi
-py=python3
-[ -x /usr/bin/python3 ] && py=/usr/bin/python3
-tmp=$(mktemp -d)
-srv=""
-trap '[ -z "$srv" ] || kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/common.sh"
 lines() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }
 
 # A plain TCP server: counts connections, reads until end of stream, then
@@ -46,9 +37,7 @@ while True:
     c.close()
 PY
 srv=$!
-i=0
-while [ ! -s "$tmp/port" ]; do i=$((i + 1)); [ $i -lt 100 ] || fail "server did not start"; sleep 0.1; done
-port=$(cat "$tmp/port")
+port=$(wait_port "$tmp/port" server) || exit 1
 
 # client PORT NBYTES [COUNT [PORT2]]: connect COUNT times (sending NBYTES,
 # then reading to the end each time), then once to PORT2 if given.

@@ -9,17 +9,7 @@
 # Usage: no_rdma.sh LIBMIGRDMA
 set -eu
 lib=$1
-if [ -n "$(ls /sys/class/infiniband 2>/dev/null)" ]; then
-	echo "SKIP: this host has RDMA devices"
-	exit 77
-fi
-# One process per program: a python3 behind a wrapper script (pyenv) would
-# load the library, and print its lines, once per process.
-py=python3
-[ -x /usr/bin/python3 ] && py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/common.sh"
 
 # A plain TCP listener that records whether anyone connected.
 "$py" - "$tmp" <<'PY' &
@@ -33,9 +23,7 @@ while True:
     c.close()
 PY
 srv=$!
-i=0
-while [ ! -s "$tmp/port" ]; do i=$((i + 1)); [ $i -lt 100 ] || fail "listener did not start"; sleep 0.1; done
-port=$(cat "$tmp/port")
+port=$(wait_port "$tmp/port" listener) || exit 1
 
 client='
 import socket, sys
