@@ -211,7 +211,7 @@ void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h)
 		       h->ring_size);
 }
 
-static void release_slot_refs(struct rt_conn *c, struct tx_slot *s)
+void release_slot_refs(struct rt_conn *c, struct tx_slot *s)
 {
 	unsigned i;
 

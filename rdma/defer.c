@@ -31,19 +31,6 @@ static pthread_mutex_t defer_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct defer_range ranges[DEFER_MAX_RANGES];
 static unsigned nranges;
 
-/* Set while this thread is inside libibverbs, whose own madvise calls are not the program's. */
-static __thread bool inside_verbs __attribute__((tls_model("initial-exec")));
-
-void rt_defer_enter_verbs(void)
-{
-	inside_verbs = true;
-}
-
-void rt_defer_leave_verbs(void)
-{
-	inside_verbs = false;
-}
-
 /* Remove [start, end) from every range, splitting where needed (lock held). */
 static void ranges_cut(uintptr_t start, uintptr_t end)
 {
@@ -81,7 +68,8 @@ void rt_note_advice(const void *addr, size_t len, int advice)
 {
 	uintptr_t start = (uintptr_t)addr, end = start + len;
 
-	if (inside_verbs || !len || end < start)
+	/* libibverbs marks what it registers itself (fork safety): not the program's opt-in. */
+	if (regcache_in_backend() || !len || end < start)
 		return;
 	if (advice != MADV_DONTFORK && advice != MADV_DOFORK)
 		return;

@@ -17,11 +17,9 @@ static void *verbs_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
 	 * program writes to it.  Memory that is really read-only can only be
 	 * pinned as it is.
 	 */
-	rt_defer_enter_verbs();
 	mr = ibv_reg_mr(pd, addr, len, IBV_ACCESS_LOCAL_WRITE);
 	if (!mr && (errno == EFAULT || errno == EACCES || errno == EPERM))
 		mr = ibv_reg_mr(pd, addr, len, 0);
-	rt_defer_leave_verbs();
 	if (!mr)
 		return NULL;
 	*lkey = mr->lkey;
@@ -31,9 +29,7 @@ static void *verbs_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
 static void verbs_dereg(void *ctx, void *handle)
 {
 	(void)ctx;
-	rt_defer_enter_verbs();
 	ibv_dereg_mr(handle);
-	rt_defer_leave_verbs();
 }
 
 struct regcache *rt_regcache_create(struct ibv_pd *pd)

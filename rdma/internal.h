@@ -308,6 +308,8 @@ void rt_devices_pinned(size_t *now, size_t *peak);
 struct rt_conn *conn_alloc(bool is_server);
 int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id);
 void conn_destroy(struct rt_conn *c);
+/* The device is done with a message: drop its registrations' references. */
+void release_slot_refs(struct rt_conn *c, struct tx_slot *s);
 void conn_free_zombies(void);
 void conn_fail(struct rt_conn *c, int err, const char *reason);
 void conn_update_events(struct rt_conn *c, bool newdata);
@@ -333,9 +335,6 @@ bool conn_sq_idle(const struct rt_conn *c);
 /* defer.c: which program memory a write may leave in flight */
 /* May a write return while the device has yet to read [addr, addr+len)? */
 bool defer_allowed(const void *addr, size_t len);
-/* Bracket calls into libibverbs, whose madvise calls are its own, not the program's. */
-void rt_defer_enter_verbs(void);
-void rt_defer_leave_verbs(void);
 /* fork: take the table's lock before, release it after (parent and child). */
 void defer_atfork_prepare(void);
 void defer_atfork_release(void);

@@ -274,9 +274,7 @@ static void handle_send_done(struct rt_conn *c, uint64_t kind, uint64_t value)
 	if (kind != RT_WR_DATA || idx >= RT_TX_SLOTS || !c->slots[idx].busy)
 		return;
 	s = &c->slots[idx];
-	for (unsigned i = 0; i < s->nrefs; i++)
-		regcache_put(c->regcache, s->refs[i]);
-	s->nrefs = 0;
+	release_slot_refs(c, s);
 	s->busy = false;
 	c->data_wrs_outstanding -= s->nwr;
 	if (s->seq > c->seq_done)

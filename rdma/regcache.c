@@ -392,6 +392,11 @@ void regcache_get_stats(struct regcache *rc, struct regcache_stats *out)
 	pthread_mutex_unlock(&rc->lock);
 }
 
+bool regcache_in_backend(void)
+{
+	return in_backend != 0;
+}
+
 size_t regcache_chunk(const struct regcache *rc)
 {
 	return rc->chunk;

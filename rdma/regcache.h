@@ -10,6 +10,7 @@
 #ifndef MIGRDMA_RDMA_REGCACHE_H
 #define MIGRDMA_RDMA_REGCACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,5 +88,11 @@ void regcache_flush(struct regcache *rc);
 void regcache_get_stats(struct regcache *rc, struct regcache_stats *out);
 
 size_t regcache_chunk(const struct regcache *rc);
+
+/*
+ * Is this thread inside a backend call (registering or deregistering)?
+ * What the driver does to memory there is its own doing, not the program's.
+ */
+bool regcache_in_backend(void);
 
 #endif

@@ -441,6 +441,14 @@ static void wait_sent(struct rt_conn *c, uint64_t seq)
 		conn_sleep(c, 0, true);
 }
 
+/* Window space is short: 1 to look again once woken, -EAGAIN if not to wait. */
+static int wait_for_window(struct rt_conn *c, uint64_t deadline, bool nonblock)
+{
+	if (nonblock || !conn_sleep(c, deadline, true))
+		return -EAGAIN;
+	return 1;
+}
+
 /* One pass of rt_send's loop: 1 to go on, 0 when done, or a negative errno. */
 static int send_step(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy,
 		     uint64_t deadline, bool nonblock, size_t *total, uint64_t *wait_seq)
@@ -453,13 +461,9 @@ static int send_step(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy,
 	if (err)
 		return err;
 	if (!c->tx.open) {
-		if (!tx_can_open(c) && !conn_progress(c) && !tx_can_open(c)) {
-			if (nonblock || !conn_sleep(c, deadline, true))
-				return -EAGAIN;
-			return 1;
-		}
+		/* No slot, credit or queue room: what completed may have freed some. */
 		if (!tx_can_open(c))
-			return 1;
+			return conn_progress(c) ? 1 : wait_for_window(c, deadline, nonblock);
 		tx_open(c);
 	}
 	n = tx_fill(c, cur, no_zcopy);
@@ -470,11 +474,7 @@ static int send_step(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy,
 		/* The peer's ring is full: nothing fits until it reads. */
 		conn_progress(c);
 		tx_update_budget(c);
-		if (c->tx.ring_budget)
-			return 1;
-		if (nonblock || !conn_sleep(c, deadline, true))
-			return -EAGAIN;
-		return 1;
+		return c->tx.ring_budget ? 1 : wait_for_window(c, deadline, nonblock);
 	}
 	if (c->tx.must_wait)
 		*wait_seq = c->seq_posted + 1;

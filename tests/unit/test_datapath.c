@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "rdma/internal.h"
+#include "rdma/regcache.h"
 
 #define MIB (1024ul * 1024)
 
@@ -80,17 +81,43 @@ static void test_defer_modes(void **state)
 	rt_forget_memory(at(base), MIB);
 }
 
+/* A registration backend that marks the memory MADV_DONTFORK, as libibverbs does for fork safety. */
+static void *dontfork_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
+{
+	(void)ctx;
+	rt_note_advice(addr, len, MADV_DONTFORK);
+	*lkey = 1;
+	return addr;
+}
+
+static void nop_dereg(void *ctx, void *handle)
+{
+	(void)ctx;
+	(void)handle;
+}
+
 /* libibverbs marks memory it registers MADV_DONTFORK itself (fork safety): not the program's opt-in. */
 static void test_defer_ignores_verbs_advice(void **state)
 {
-	uintptr_t base = 0x30000000;
+	struct regcache_backend backend = { dontfork_reg, nop_dereg, NULL };
+	void *base = (void *)0x30000000;
+	struct regcache_ref ref;
+	struct regcache *rc;
+	int registered;
 
 	(void)state;
 	rt_g.opts.defer = RT_DEFER_AUTO;
-	rt_defer_enter_verbs();
-	rt_note_advice(at(base), MIB, MADV_DONTFORK);
-	rt_defer_leave_verbs();
-	assert_false(defer_allowed(at(base), 4096));
+	rc = regcache_create(&backend, MIB, 16 * MIB);
+	assert_non_null(rc);
+	assert_int_equal(regcache_get(rc, base, 4096, &ref, &registered), 0);
+	assert_int_equal(registered, 1);
+	regcache_put(rc, ref.entry);
+	assert_false(defer_allowed(base, 4096));
+	/* The same advice from the program itself counts. */
+	rt_note_advice(base, MIB, MADV_DONTFORK);
+	assert_true(defer_allowed(base, 4096));
+	rt_forget_memory(base, MIB);
+	regcache_destroy(rc);
 }
 
 /*
