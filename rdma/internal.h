@@ -36,6 +36,16 @@
 #define RT_HOLD_MIN_CALL	(16u * 1024)
 /* Stop holding once a message carries this many bytes. */
 #define RT_HOLD_TARGET		(2048u * 1024)
+/*
+ * Small writes are held only in a fast stream of writes (QEMU's TLS
+ * channel writes one record per call): at least RT_STREAM_WRITES of them
+ * in one window of the coarse clock, RT_STREAM_WINDOW_MS long or a little
+ * more, with no read in between.  While one is held, the service thread
+ * looks every RT_HOLD_TICK_MS and posts it once no write has added to it.
+ */
+#define RT_STREAM_WINDOW_MS	4u
+#define RT_STREAM_WRITES	16u
+#define RT_HOLD_TICK_MS		1
 /* Without a signalled one among them, at most this many control messages are posted. */
 #define RT_CTRL_SIGNAL_EVERY	8u
 
@@ -104,6 +114,7 @@ struct tx_msg {
 	unsigned registrations;
 	uint64_t gen;			/* bumped whenever a write adds to it */
 	uint64_t gen_seen;		/* what the service thread's last tick saw */
+	bool small_held;		/* a small write was held: the fast tick watches it */
 };
 
 struct rx_msg {
@@ -172,6 +183,9 @@ struct rt_conn {
 	unsigned sleepers_any;		/* ... waiting for any completion (their own sends) */
 	bool nodelay;			/* TCP_NODELAY: never hold a write back */
 	unsigned bulk_streak;		/* bulk writes in a row, with no read in between */
+	bool streaming;			/* writes come fast, with no read in between */
+	unsigned window_writes;		/* writes in the current rate window */
+	uint64_t window_start_ms;	/* coarse clock */
 	/*
 	 * A program thread is inside a read or write: arrivals it reaps are
 	 * no news to anybody waiting (it is the reader, or the reader will
@@ -274,6 +288,7 @@ struct rt_global {
 	struct rt_conn *conns;
 	struct rt_listener *listeners;
 	struct rt_conn *zombies;	/* destroyed, freed after the current event batch */
+	bool fast_tick;			/* a small write is held somewhere: tick every RT_HOLD_TICK_MS */
 	struct rt_watch *watch_zombies;
 	unsigned next_id;
 	size_t pinned_peak;		/* process-wide, over all connections */
@@ -344,6 +359,8 @@ void defer_atfork_release(void);
 int tx_flush(struct rt_conn *c);
 /* The service thread's tick: post a held message no write has added to since. */
 void tx_flush_if_idle(struct rt_conn *c);
+/* A read came: the writes before it were not a stream. */
+void tx_stream_reset(struct rt_conn *c);
 
 /* progress.c: completions, receive posting, control messages */
 /* Reap the completion queue; returns true if anything completed (lock held). */
@@ -383,5 +400,7 @@ void cm_handle_event(struct rdma_cm_event *ev);
 
 /* timers.c: deadlines, keepalive, linger, teardown */
 void cm_check_timers(uint64_t now);
+/* The fast tick: post held small writes no write has added to; true if any stay held. */
+bool cm_flush_held(void);
 
 #endif

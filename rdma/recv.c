@@ -153,7 +153,7 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	c->in_call++;
 	/* A reader may be waiting for the answer to what we hold back: send it. */
 	tx_flush(c);
-	c->bulk_streak = 0;
+	tx_stream_reset(c);
 	conn_progress(c);
 	for (;;) {
 		if (c->shut_rd) {

@@ -18,11 +18,14 @@
  * until the next write joins it, up to RT_HOLD_TARGET, but only within a
  * stream of bulk writes (the first after a read or a small write always
  * goes at once) and never while a thread is blocked reading the
- * connection.  What is held is sent by the next write that is small (a
- * request or a marker somebody waits for), by any read or shutdown or
- * close of the connection, by the service thread's tick if nothing was
- * added for a whole tick, or once the message is full.  TCP_NODELAY turns
- * holding off; MSG_MORE holds even a small write.
+ * connection.  Small writes are held only in a fast stream of writes
+ * (QEMU's TLS channel writes one record of at most 16 KiB per call); the
+ * service thread then looks every RT_HOLD_TICK_MS and posts what no write
+ * has added to since it last looked.  Otherwise what is held is sent by
+ * the next small write (a request or a marker somebody waits for), by any
+ * read or shutdown or close of the connection, by the service thread's
+ * tick if nothing was added for a whole tick, or once the message is
+ * full.  TCP_NODELAY turns holding off; MSG_MORE holds even a small write.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -246,6 +249,7 @@ static void tx_open(struct rt_conn *c)
 	m->registrations = 0;
 	m->remote_off = credit_tx_ring_offset(&c->ctx);
 	m->ring_budget = 0;
+	m->small_held = false;
 }
 
 /* Ring bytes the open message may still place: they only grow as credit returns. */
@@ -411,11 +415,40 @@ static int send_blocked_error(struct rt_conn *c)
 }
 
 /*
+ * Count this write towards the rate window.  A window that saw
+ * RT_STREAM_WRITES writes makes the next one a stream; one that ran long
+ * (the program paused) never does.
+ */
+static void note_write(struct rt_conn *c)
+{
+	uint64_t now = rt_coarse_ms();
+	uint64_t span = now - c->window_start_ms;
+
+	if (span >= RT_STREAM_WINDOW_MS) {
+		c->streaming = c->window_writes >= RT_STREAM_WRITES &&
+			       span < 3 * RT_STREAM_WINDOW_MS;
+		c->window_start_ms = now;
+		c->window_writes = 0;
+	}
+	c->window_writes++;
+}
+
+void tx_stream_reset(struct rt_conn *c)
+{
+	c->bulk_streak = 0;
+	c->streaming = false;
+	c->window_writes = 0;
+	c->window_start_ms = rt_coarse_ms();
+}
+
+/*
  * May the open message stay unposted when this write returns?  Only in a
  * stream: the write before this one was bulk too and nothing was read in
  * between, so the program is not waiting for an answer to the first of
- * them.  And not while a thread is blocked reading this connection: it may
- * wait for the peer's answer to what we would hold (QEMU's return path).
+ * them; or, for a small write, writes have been coming fast with nothing
+ * read in between.  And not while a thread is blocked reading this
+ * connection: it may wait for the peer's answer to what we would hold
+ * (QEMU's return path).
  */
 static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, int flags)
 {
@@ -427,7 +460,21 @@ static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, int flags)
 		return false;
 	if (flags & RT_SEND_MORE)
 		return true;
-	return call_bytes >= RT_HOLD_MIN_CALL && c->bulk_streak > 0;
+	if (call_bytes >= RT_HOLD_MIN_CALL)
+		return c->bulk_streak > 0;
+	return c->streaming;
+}
+
+/*
+ * A small write is held: make sure the service thread ticks fast.  It
+ * clears the flag before it looks at the connections, so either it sees
+ * this message (we hold the lock it needs) or we see the flag clear.
+ */
+static void tx_hold_small(struct rt_conn *c)
+{
+	c->tx.small_held = true;
+	if (!__atomic_exchange_n(&rt_g.fast_tick, true, __ATOMIC_ACQ_REL))
+		conn_wake_service();
 }
 
 /*
@@ -495,6 +542,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	pthread_mutex_lock(&c->lock);
 	c->stats.writes++;
 	c->in_call++;
+	note_write(c);
 	conn_progress(c);
 	do {
 		err = cursor_done(&cur) ? 0 :
@@ -505,12 +553,15 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	 * the next write may join it.  A write that stops short (EAGAIN, a
 	 * timeout) posts too: nobody may wait on bytes that are held.
 	 */
-	if (c->tx.open && c->tx.nseg &&
-	    (err < 0 || !tx_may_hold(c, total, flags))) {
-		if (c->tx.must_wait)
-			wait_seq = c->seq_posted + 1;
-		if (tx_flush(c) && !total)
-			err = -(c->sticky_error ? c->sticky_error : EPIPE);
+	if (c->tx.open && c->tx.nseg) {
+		if (err < 0 || !tx_may_hold(c, total, flags)) {
+			if (c->tx.must_wait)
+				wait_seq = c->seq_posted + 1;
+			if (tx_flush(c) && !total)
+				err = -(c->sticky_error ? c->sticky_error : EPIPE);
+		} else if (total < RT_HOLD_MIN_CALL && !c->tx.small_held) {
+			tx_hold_small(c);
+		}
 	}
 	c->bulk_streak = total >= RT_HOLD_MIN_CALL ? c->bulk_streak + 1 : 0;
 	/* The caller may reuse its buffers only once the device has read them. */

@@ -188,12 +188,14 @@ static void *service_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	for (;;) {
+		bool fast = __atomic_load_n(&rt_g.fast_tick, __ATOMIC_ACQUIRE);
+		bool woken = false;
 		int n, i;
 		uint64_t now;
 
 		conn_free_zombies();
 		free_watch_zombies();
-		n = epoll_wait(rt_g.epoll_fd, evs, 32, SERVICE_TICK_MS);
+		n = epoll_wait(rt_g.epoll_fd, evs, 32, fast ? RT_HOLD_TICK_MS : SERVICE_TICK_MS);
 		for (i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 
@@ -202,6 +204,7 @@ static void *service_main(void *arg)
 			} else if (p == &tag_wake) {
 				uint64_t v;
 
+				woken = true;
 				if (REAL(read)(rt_g.wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_debug(0, "service wake read: %m");
 			} else if (((struct rt_obj *)p)->kind == RT_OBJ_WATCH) {
@@ -210,9 +213,14 @@ static void *service_main(void *arg)
 				handle_cq_event(p);
 			}
 		}
+		if (fast || woken) {
+			/* Cleared first: see tx_hold_small. */
+			__atomic_store_n(&rt_g.fast_tick, false, __ATOMIC_SEQ_CST);
+			if (cm_flush_held())
+				__atomic_store_n(&rt_g.fast_tick, true, __ATOMIC_RELEASE);
+		}
 		now = rt_now_ms();
-		if (n == 0 || now - last_tick >= SERVICE_TICK_MS ||
-		    (n > 0 && evs[0].data.ptr == &tag_wake)) {
+		if ((n == 0 && !fast) || now - last_tick >= SERVICE_TICK_MS || woken) {
 			cm_check_timers(now);
 			if (tick_fn)
 				tick_fn(tick_arg);

@@ -2,7 +2,8 @@
 /*
  * The timers that bound every wait, run by the service thread each tick:
  * connect deadline, keepalive, dropping dead queued connections, close
- * linger; then the teardown of what they ended.
+ * linger; then the teardown of what they ended.  And the fast tick that
+ * posts held small writes once their stream pauses.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -89,6 +90,24 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 out:
 	pthread_mutex_unlock(&c->lock);
 	return destroy;
+}
+
+bool cm_flush_held(void)
+{
+	bool any = false;
+	struct rt_conn *c;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (c = rt_g.conns; c; c = c->next_all) {
+		pthread_mutex_lock(&c->lock);
+		if (!c->destroyed && c->tx.open && c->tx.small_held) {
+			tx_flush_if_idle(c);
+			any |= c->tx.open && c->tx.small_held;
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&rt_g.lock);
+	return any;
 }
 
 void cm_check_timers(uint64_t now)

@@ -77,6 +77,8 @@ static void write_stats(struct msock *ms)
 	s.registered_bytes_peak = rs.registered_bytes_peak;
 	s.writes = rs.writes;
 	s.reads = rs.reads;
+	s.msgs_out = rs.msgs_out;
+	s.msgs_in = rs.msgs_in;
 	s.close_reason = rt_conn_end_reason(ms->conn);
 	stats_report_closed(&s);
 }

@@ -246,6 +246,8 @@ int stats_format_json(const struct conn_stats *s, char *buf, size_t buflen)
 	jb_u64(&jb, "registered_bytes_peak", s->registered_bytes_peak);
 	jb_u64(&jb, "writes", s->writes);
 	jb_u64(&jb, "reads", s->reads);
+	jb_u64(&jb, "msgs_out", s->msgs_out);
+	jb_u64(&jb, "msgs_in", s->msgs_in);
 	jb_key(&jb, "zerocopy_share");
 	jb_ratio(&jb, s);
 	jb_key(&jb, "out_mb_s");

@@ -25,6 +25,8 @@ struct conn_stats {
 	uint64_t registered_bytes_peak;	/* peak bytes pinned by the process while it ran */
 	uint64_t writes;		/* write-family calls */
 	uint64_t reads;			/* read-family calls */
+	uint64_t msgs_out;		/* RDMA DATA messages sent (the batching at work) */
+	uint64_t msgs_in;		/* ... and received */
 	const char *close_reason;	/* "close", "eof", "reset", "timeout", ... */
 };
 

@@ -38,6 +38,8 @@ static struct conn_stats sample(void)
 	s.registered_bytes_peak = 1073741824ULL;
 	s.writes = 100000;
 	s.reads = 17;
+	s.msgs_out = 2100;
+	s.msgs_in = 9;
 	s.close_reason = "close";
 	return s;
 }
@@ -87,7 +89,7 @@ static void test_json_exact(void **state)
 		    "\"duration_s\":12.500000,\"bytes_out\":8589934592,\"bytes_in\":1234,"
 		    "\"bytes_out_zerocopy\":8000000000,\"bytes_out_send\":589934592,"
 		    "\"registrations\":42,\"registered_bytes_peak\":1073741824,"
-		    "\"writes\":100000,\"reads\":17,\"zerocopy_share\":0.9313,"
+		    "\"writes\":100000,\"reads\":17,\"msgs_out\":2100,\"msgs_in\":9,\"zerocopy_share\":0.9313,"
 		    "\"out_mb_s\":687.195,\"in_mb_s\":0.000,\"close_reason\":\"close\"}\n");
 }
 
@@ -106,7 +108,7 @@ static void test_json_extremes(void **state)
 		    "\"duration_s\":0.000000,\"bytes_out\":18446744073709551615,\"bytes_in\":0,"
 		    "\"bytes_out_zerocopy\":0,\"bytes_out_send\":0,"
 		    "\"registrations\":0,\"registered_bytes_peak\":0,"
-		    "\"writes\":0,\"reads\":0,\"zerocopy_share\":0.0000,"
+		    "\"writes\":0,\"reads\":0,\"msgs_out\":0,\"msgs_in\":0,\"zerocopy_share\":0.0000,"
 		    "\"out_mb_s\":null,\"in_mb_s\":0.000,\"close_reason\":null}\n");
 }
 
