@@ -37,14 +37,15 @@
 /* Stop holding once a message carries this many bytes. */
 #define RT_HOLD_TARGET		(2048u * 1024)
 /*
- * Small writes are held only in a fast stream of writes (QEMU's TLS
- * channel writes one record per call): at least RT_STREAM_WRITES of them
- * in one window of the coarse clock, RT_STREAM_WINDOW_MS long or a little
- * more, with no read in between.  While one is held, the service thread
- * looks every RT_HOLD_TICK_MS and posts it once no write has added to it.
+ * A small write whose bytes were all copied is held only within a stream
+ * of writes (QEMU's TLS channel writes one record per call): more than
+ * RT_STREAM_WRITES in a row with no read in between, none of them more
+ * than RT_STREAM_GAP_MS (coarse clock) after the one before.  While one is
+ * held, the service thread looks every RT_HOLD_TICK_MS and posts it once
+ * no write has added to it.
  */
-#define RT_STREAM_WINDOW_MS	4u
 #define RT_STREAM_WRITES	16u
+#define RT_STREAM_GAP_MS	8u
 #define RT_HOLD_TICK_MS		1
 /* Without a signalled one among them, at most this many control messages are posted. */
 #define RT_CTRL_SIGNAL_EVERY	8u
@@ -113,7 +114,13 @@ struct tx_msg {
 	uint64_t inline_bytes;
 	unsigned registrations;
 	uint64_t gen;			/* bumped whenever a write adds to it */
-	uint64_t gen_seen;		/* what the service thread's last tick saw */
+	/*
+	 * What the service thread's last 100 ms tick saw, and its last fast
+	 * tick: each compares with its own, or two looks in one pass would
+	 * take a message just held for an idle one.
+	 */
+	uint64_t gen_seen_tick;
+	uint64_t gen_seen_fast;
 	bool small_held;		/* a small write was held: the fast tick watches it */
 };
 
@@ -183,9 +190,8 @@ struct rt_conn {
 	unsigned sleepers_any;		/* ... waiting for any completion (their own sends) */
 	bool nodelay;			/* TCP_NODELAY: never hold a write back */
 	unsigned bulk_streak;		/* bulk writes in a row, with no read in between */
-	bool streaming;			/* writes come fast, with no read in between */
-	unsigned window_writes;		/* writes in the current rate window */
-	uint64_t window_start_ms;	/* coarse clock */
+	unsigned write_streak;		/* writes in a row, no read nor pause in between */
+	uint64_t last_write_ms;		/* coarse clock */
 	/*
 	 * A program thread is inside a read or write: arrivals it reaps are
 	 * no news to anybody waiting (it is the reader, or the reader will
@@ -357,8 +363,11 @@ void defer_atfork_release(void);
 /* send.c: building and posting DATA messages, holding bulk writes */
 /* Post the DATA message being assembled, if it holds anything (lock held). */
 int tx_flush(struct rt_conn *c);
-/* The service thread's tick: post a held message no write has added to since. */
-void tx_flush_if_idle(struct rt_conn *c);
+/*
+ * The service thread's ticks: post a held message no write has added to
+ * since this tick last looked (*seen: that tick's own mark).
+ */
+void tx_flush_if_idle(struct rt_conn *c, uint64_t *seen);
 /* A read came: the writes before it were not a stream. */
 void tx_stream_reset(struct rt_conn *c);
 

@@ -43,6 +43,7 @@ struct iov_cursor {
 	int iovcnt;
 	int i;
 	size_t off;
+	size_t zcopy;			/* of the bytes taken, those sent zero-copy */
 };
 
 /* The mapping (from /proc/self/maps) holding addr; 0 if none. */
@@ -345,13 +346,13 @@ int tx_flush(struct rt_conn *c)
 	return tx_post(c);
 }
 
-void tx_flush_if_idle(struct rt_conn *c)
+void tx_flush_if_idle(struct rt_conn *c, uint64_t *seen)
 {
 	struct tx_msg *m = &c->tx;
 
-	if (m->open && m->nseg && m->gen == m->gen_seen)
+	if (m->open && m->nseg && m->gen == *seen)
 		tx_flush(c);
-	m->gen_seen = m->gen;
+	*seen = m->gen;
 }
 
 /* Fill the open message from the cursor.  Returns bytes taken. */
@@ -379,6 +380,7 @@ static size_t tx_fill(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy)
 				*no_zcopy = true;
 				continue;
 			}
+			cur->zcopy += (size_t)n;
 		} else {
 			n = take_inline(m, src, left);
 		}
@@ -414,43 +416,35 @@ static int send_blocked_error(struct rt_conn *c)
 	return 0;
 }
 
-/*
- * Count this write towards the rate window.  A window that saw
- * RT_STREAM_WRITES writes makes the next one a stream; one that ran long
- * (the program paused) never does.
- */
+/* Count this write into the stream, which a pause ends. */
 static void note_write(struct rt_conn *c)
 {
 	uint64_t now = rt_coarse_ms();
-	uint64_t span = now - c->window_start_ms;
 
-	if (span >= RT_STREAM_WINDOW_MS) {
-		c->streaming = c->window_writes >= RT_STREAM_WRITES &&
-			       span < 3 * RT_STREAM_WINDOW_MS;
-		c->window_start_ms = now;
-		c->window_writes = 0;
-	}
-	c->window_writes++;
+	if (now - c->last_write_ms > RT_STREAM_GAP_MS)
+		c->write_streak = 0;
+	c->write_streak++;
+	c->last_write_ms = now;
 }
 
 void tx_stream_reset(struct rt_conn *c)
 {
 	c->bulk_streak = 0;
-	c->streaming = false;
-	c->window_writes = 0;
-	c->window_start_ms = rt_coarse_ms();
+	c->write_streak = 0;
 }
 
 /*
  * May the open message stay unposted when this write returns?  Only in a
  * stream: the write before this one was bulk too and nothing was read in
  * between, so the program is not waiting for an answer to the first of
- * them; or, for a small write, writes have been coming fast with nothing
- * read in between.  And not while a thread is blocked reading this
- * connection: it may wait for the peer's answer to what we would hold
- * (QEMU's return path).
+ * them; or, for a small write that was copied, many writes came with no
+ * read or pause in between.  A small zero-copy write (a page postcopy
+ * needs urgently) always goes.  And nothing is held while a thread is
+ * blocked reading this connection: it may wait for the peer's answer to
+ * what we would hold (QEMU's return path).
  */
-static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, int flags)
+static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy,
+			int flags)
 {
 	const struct tx_msg *m = &c->tx;
 
@@ -462,7 +456,7 @@ static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, int flags)
 		return true;
 	if (call_bytes >= RT_HOLD_MIN_CALL)
 		return c->bulk_streak > 0;
-	return c->streaming;
+	return !call_zcopy && c->write_streak > RT_STREAM_WRITES;
 }
 
 /*
@@ -533,7 +527,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 {
 	uint64_t deadline = rt_deadline(timeout_ms);
 	bool nonblock = timeout_ms == 0;
-	struct iov_cursor cur = { iov, iovcnt, 0, 0 };
+	struct iov_cursor cur = { iov, iovcnt, 0, 0, 0 };
 	uint64_t wait_seq = 0;
 	bool no_zcopy = false;
 	size_t total = 0;
@@ -554,7 +548,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	 * timeout) posts too: nobody may wait on bytes that are held.
 	 */
 	if (c->tx.open && c->tx.nseg) {
-		if (err < 0 || !tx_may_hold(c, total, flags)) {
+		if (err < 0 || !tx_may_hold(c, total, cur.zcopy, flags)) {
 			if (c->tx.must_wait)
 				wait_seq = c->seq_posted + 1;
 			if (tx_flush(c) && !total)

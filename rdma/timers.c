@@ -27,7 +27,7 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 	 * held back if no write has added to it since the last tick.
 	 */
 	conn_progress(c);
-	tx_flush_if_idle(c);
+	tx_flush_if_idle(c, &c->tx.gen_seen_tick);
 	conn_arm(c);
 	if (c->state < CS_ESTABLISHED && now > c->deadline_ms) {
 		snprintf(why, sizeof(why), "no answer within %u ms", rt_g.opts.connect_timeout_ms);
@@ -101,7 +101,7 @@ bool cm_flush_held(void)
 	for (c = rt_g.conns; c; c = c->next_all) {
 		pthread_mutex_lock(&c->lock);
 		if (!c->destroyed && c->tx.open && c->tx.small_held) {
-			tx_flush_if_idle(c);
+			tx_flush_if_idle(c, &c->tx.gen_seen_fast);
 			any |= c->tx.open && c->tx.small_held;
 		}
 		pthread_mutex_unlock(&c->lock);
