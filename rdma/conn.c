@@ -532,6 +532,12 @@ void rt_conn_get_stats(struct rt_conn *c, struct rt_conn_stats *out)
 	rt_devices_pinned(&now, &peak);
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
+	/* A held message's bytes were written: the program counts them sent. */
+	if (c->tx.open && c->state != CS_FAILED) {
+		out->bytes_out += c->tx.zcopy_bytes + c->tx.inline_bytes;
+		out->bytes_out_zerocopy += c->tx.zcopy_bytes;
+		out->bytes_out_send += c->tx.inline_bytes;
+	}
 	out->registered_bytes_peak = peak;
 	pthread_mutex_unlock(&c->lock);
 }

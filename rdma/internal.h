@@ -44,9 +44,9 @@
  * held, the service thread looks every RT_HOLD_TICK_MS and posts it once
  * no write has added to it.
  */
-#define RT_STREAM_WRITES	16u
+#define RT_STREAM_WRITES	4u
 #define RT_STREAM_GAP_MS	8u
-#define RT_HOLD_TICK_MS		1
+#define RT_HOLD_TICK_MS		2
 /* Without a signalled one among them, at most this many control messages are posted. */
 #define RT_CTRL_SIGNAL_EVERY	8u
 
