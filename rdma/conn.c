@@ -370,17 +370,29 @@ uint64_t rt_deadline(int timeout_ms)
 	return timeout_ms > 0 ? rt_now_ms() + (uint64_t)timeout_ms : 0;
 }
 
-/* Which completion events somebody needs: 0 none, 1 solicited ones (messages), 2 all. */
+bool conn_short_of_credit_only(const struct rt_conn *c)
+{
+	if (c->tx.open)
+		return true;	/* only ring bytes can be short */
+	return !c->slots[c->slot_next].busy &&
+	       c->data_wrs_outstanding + RT_MAX_WR_PER_MSG + 1 +
+	       (c->ctrl_posted - c->ctrl_done) <= RT_SQ_DEPTH;
+}
+
+/*
+ * Which completion events somebody needs: 0 none, 1 solicited ones (every
+ * message from the peer, credits included), 2 all (our own sends too).
+ */
 static int events_needed(const struct rt_conn *c)
 {
 	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
+	bool want_window = up && !c->shut_wr && !c->fin_sent && !conn_can_send(c);
 
 	if (!c->cq || c->destroyed || c->state == CS_FAILED)
 		return 0;
-	/* Credits come unsolicited: a writer short of window needs every completion. */
-	if (c->sleepers_any || (up && !c->shut_wr && !c->fin_sent && !conn_can_send(c)))
+	if (c->sleepers_any || (want_window && !conn_short_of_credit_only(c)))
 		return 2;
-	if (c->sleepers || !conn_readable(c))
+	if (c->sleepers || c->sleepers_credit || want_window || !conn_readable(c))
 		return 1;
 	return 0;
 }
@@ -433,8 +445,10 @@ static bool spin_for_progress(struct rt_conn *c)
 	}
 }
 
-bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, bool any)
+bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what)
 {
+	unsigned *count = what == WAIT_SENDS ? &c->sleepers_any :
+			  what == WAIT_CREDIT ? &c->sleepers_credit : &c->sleepers;
 	unsigned ms = 1000;
 	struct timespec ts;
 	bool reaped;
@@ -449,20 +463,14 @@ bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, bool any)
 		if (deadline_ms - now < ms)
 			ms = (unsigned)(deadline_ms - now);
 	}
-	if (any)
-		c->sleepers_any++;
-	else
-		c->sleepers++;
+	(*count)++;
 	reaped = conn_arm(c);
 	/* Bounded so a lost wake-up costs a second, never a hang. */
 	if (!reaped) {
 		ts = rt_abs_timeout(ms);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	}
-	if (any)
-		c->sleepers_any--;
-	else
-		c->sleepers--;
+	(*count)--;
 	return true;
 }
 

@@ -188,6 +188,7 @@ struct rt_conn {
 	bool cq_armed_any;		/* armed for every completion, not only solicited ones */
 	unsigned sleepers;		/* threads in conn_sleep() waiting for a message */
 	unsigned sleepers_any;		/* ... waiting for any completion (their own sends) */
+	unsigned sleepers_credit;	/* ... waiting for the peer to return credit */
 	bool nodelay;			/* TCP_NODELAY: never hold a write back */
 	unsigned bulk_streak;		/* bulk writes in a row, with no read in between */
 	unsigned write_streak;		/* writes in a row, no read nor pause in between */
@@ -344,12 +345,22 @@ uint64_t rt_deadline(int timeout_ms);
  * held).  Returns true if completions were reaped on the way.
  */
 bool conn_arm(struct rt_conn *c);
+/* What a sleeping thread waits for, and so which completions must wake it. */
+enum conn_wait_for {
+	WAIT_MESSAGE,		/* a message from the peer (they are all solicited) */
+	WAIT_CREDIT,		/* credit from the peer: also only in its messages */
+	WAIT_SENDS,		/* its own sends to complete: every completion */
+};
 /*
  * Wait (lock held, released while asleep) until something happens on the
  * connection or deadline_ms (0: none) passes; false once it has passed.
- * any: the caller waits for its own sends to complete, not for a message.
  */
-bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, bool any);
+bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what);
+/*
+ * Is a write held up only by credit (not by a busy slot or a full send
+ * queue, which only our own completions free)?  Lock held.
+ */
+bool conn_short_of_credit_only(const struct rt_conn *c);
 /* Every work request posted so far has completed (lock held). */
 bool conn_sq_idle(const struct rt_conn *c);
 

@@ -105,11 +105,11 @@ void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *
 	wr.num_sge = 1;
 	wr.opcode = IBV_WR_SEND;
 	/*
-	 * A credit only matters to a sender that waits for it, and such a
-	 * sender asked for every completion; the rest may wake the peer.
+	 * Every message is solicited, credit too: a writer short of credit
+	 * then asks for solicited events only, and its own sends' completions
+	 * do not wake it for nothing.
 	 */
-	if (op != WIRE_OP_CREDIT)
-		wr.send_flags |= IBV_SEND_SOLICITED;
+	wr.send_flags |= IBV_SEND_SOLICITED;
 	if (inl)
 		wr.send_flags |= IBV_SEND_INLINE;
 	/*

@@ -190,7 +190,7 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 			ret = got ? (ssize_t)got : -EAGAIN;
 			break;
 		}
-		if (!conn_sleep(c, deadline, false)) {
+		if (!conn_sleep(c, deadline, WAIT_MESSAGE)) {
 			ret = got ? (ssize_t)got : -EAGAIN;
 			break;
 		}

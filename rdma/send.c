@@ -479,13 +479,19 @@ static void wait_sent(struct rt_conn *c, uint64_t seq)
 {
 	conn_progress(c);
 	while (c->seq_done < seq && c->state != CS_FAILED)
-		conn_sleep(c, 0, true);
+		conn_sleep(c, 0, WAIT_SENDS);
 }
 
-/* Window space is short: 1 to look again once woken, -EAGAIN if not to wait. */
+/*
+ * Window space is short: 1 to look again once woken, -EAGAIN if not to
+ * wait.  Short of credit only, no completion of our own sends can help:
+ * only the peer's (solicited) messages wake the writer then.
+ */
 static int wait_for_window(struct rt_conn *c, uint64_t deadline, bool nonblock)
 {
-	if (nonblock || !conn_sleep(c, deadline, true))
+	enum conn_wait_for what = conn_short_of_credit_only(c) ? WAIT_CREDIT : WAIT_SENDS;
+
+	if (nonblock || !conn_sleep(c, deadline, what))
 		return -EAGAIN;
 	return 1;
 }
@@ -498,7 +504,7 @@ static int send_step(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy,
 	size_t n;
 
 	if (err == -EAGAIN && !nonblock)	/* a blocking write while still connecting */
-		return conn_sleep(c, deadline, false) ? 1 : -EAGAIN;
+		return conn_sleep(c, deadline, WAIT_MESSAGE) ? 1 : -EAGAIN;
 	if (err)
 		return err;
 	if (!c->tx.open) {

@@ -140,7 +140,7 @@ static void test_busy_poll_spins_its_budget(void **state)
 		uint64_t t0 = mono_us();
 
 		/* No device: nothing completes; the deadline has passed once the spin ends. */
-		assert_false(conn_sleep(c, rt_now_ms(), false));
+		assert_false(conn_sleep(c, rt_now_ms(), WAIT_MESSAGE));
 		assert_true(mono_us() - t0 >= 250);
 	}
 	pthread_mutex_unlock(&c->lock);
