@@ -381,6 +381,13 @@ int tx_flush(struct rt_conn *c);
 void tx_flush_if_idle(struct rt_conn *c, uint64_t *seen);
 /* A read came: the writes before it were not a stream. */
 void tx_stream_reset(struct rt_conn *c);
+/* Count a write into the stream, which a pause ends. */
+void tx_note_write(struct rt_conn *c);
+/*
+ * May the open message stay unposted when a write of call_bytes (of them
+ * call_zcopy zero-copy) returns?
+ */
+bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy, int flags);
 
 /* progress.c: completions, receive posting, control messages */
 /* Reap the completion queue; returns true if anything completed (lock held). */

@@ -416,8 +416,7 @@ static int send_blocked_error(struct rt_conn *c)
 	return 0;
 }
 
-/* Count this write into the stream, which a pause ends. */
-static void note_write(struct rt_conn *c)
+void tx_note_write(struct rt_conn *c)
 {
 	uint64_t now = rt_coarse_ms();
 
@@ -443,8 +442,7 @@ void tx_stream_reset(struct rt_conn *c)
  * blocked reading this connection: it may wait for the peer's answer to
  * what we would hold (QEMU's return path).
  */
-static bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy,
-			int flags)
+bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy, int flags)
 {
 	const struct tx_msg *m = &c->tx;
 
@@ -542,7 +540,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	pthread_mutex_lock(&c->lock);
 	c->stats.writes++;
 	c->in_call++;
-	note_write(c);
+	tx_note_write(c);
 	conn_progress(c);
 	do {
 		err = cursor_done(&cur) ? 0 :

@@ -2,7 +2,8 @@
 /*
  * Unit tests for the data path's bookkeeping that needs no device: which
  * memory a write may leave in flight (rdma/defer.c), how long a waiter
- * busy-polls (MIGRDMA_BUSY_POLL_US), and when completion events are asked for.
+ * busy-polls (MIGRDMA_BUSY_POLL_US), when completion events are asked for,
+ * and which writes may be held back for the next one to join.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -152,6 +153,96 @@ static void test_busy_poll_spins_its_budget(void **state)
 	conn_free_zombies();
 }
 
+static struct rt_conn *established_conn(void)
+{
+	struct rt_conn *c = conn_alloc(false);
+
+	assert_non_null(c);
+	c->state = CS_ESTABLISHED;
+	return c;
+}
+
+static void free_conn(struct rt_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->state = CS_FAILED;
+	c->owner_gone = true;
+	pthread_mutex_unlock(&c->lock);
+	cm_check_timers(rt_now_ms() + 3600 * 1000);
+	conn_free_zombies();
+}
+
+/*
+ * Small copied writes (QEMU's TLS records) are held only within a stream:
+ * more than RT_STREAM_WRITES in a row, no read and no pause between them.
+ */
+static void test_small_writes_held_only_in_a_stream(void **state)
+{
+	struct timespec pause = { 0, (long)(3 * RT_STREAM_GAP_MS) * 1000000 };
+	struct rt_conn *c = established_conn();
+	unsigned i;
+
+	(void)state;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < RT_STREAM_WRITES; i++) {
+		tx_note_write(c);
+		assert_false(tx_may_hold(c, 37, 0, 0));
+	}
+	tx_note_write(c);
+	assert_true(tx_may_hold(c, 4125, 0, 0));
+	/* A small write carrying zero-copy memory (an urgent postcopy page) always goes. */
+	assert_false(tx_may_hold(c, 4104, 4096, 0));
+	/* Nor is anything held while a thread waits to read, or with TCP_NODELAY. */
+	c->sleepers = 1;
+	assert_false(tx_may_hold(c, 37, 0, 0));
+	c->sleepers = 0;
+	c->nodelay = true;
+	assert_false(tx_may_hold(c, 37, 0, 0));
+	c->nodelay = false;
+	/* A read ends the stream: the program may wait for an answer. */
+	tx_stream_reset(c);
+	tx_note_write(c);
+	assert_false(tx_may_hold(c, 37, 0, 0));
+	/* So does a pause. */
+	for (i = 0; i < 2 * RT_STREAM_WRITES; i++)
+		tx_note_write(c);
+	assert_true(tx_may_hold(c, 37, 0, 0));
+	nanosleep(&pause, NULL);
+	tx_note_write(c);
+	assert_false(tx_may_hold(c, 37, 0, 0));
+	/* MSG_MORE holds regardless. */
+	assert_true(tx_may_hold(c, 37, 0, RT_SEND_MORE));
+	/* A bulk write is held only after another bulk write. */
+	c->bulk_streak = 0;
+	assert_false(tx_may_hold(c, 131072, 131072, 0));
+	c->bulk_streak = 1;
+	assert_true(tx_may_hold(c, 131072, 131072, 0));
+	pthread_mutex_unlock(&c->lock);
+	free_conn(c);
+}
+
+/* A writer short only of credit needs the peer's messages, not our completions. */
+static void test_credit_wait_is_solicited_only(void **state)
+{
+	struct rt_conn *c = established_conn();
+
+	(void)state;
+	pthread_mutex_lock(&c->lock);
+	c->tx.open = true;
+	assert_true(conn_short_of_credit_only(c));
+	c->tx.open = false;
+	assert_true(conn_short_of_credit_only(c));
+	/* A busy slot is freed by our own send's completion. */
+	c->slots[c->slot_next].busy = true;
+	assert_false(conn_short_of_credit_only(c));
+	c->slots[c->slot_next].busy = false;
+	c->data_wrs_outstanding = RT_SQ_DEPTH;
+	assert_false(conn_short_of_credit_only(c));
+	c->data_wrs_outstanding = 0;
+	pthread_mutex_unlock(&c->lock);
+	free_conn(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +250,8 @@ int main(void)
 		cmocka_unit_test(test_defer_modes),
 		cmocka_unit_test(test_defer_ignores_verbs_advice),
 		cmocka_unit_test(test_busy_poll_spins_its_budget),
+		cmocka_unit_test(test_small_writes_held_only_in_a_stream),
+		cmocka_unit_test(test_credit_wait_is_solicited_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
