@@ -194,6 +194,8 @@ def ratios(runs, guest):
     for key, guests, num, den, metric, limit, text in TARGETS:
         if guest not in guests:
             continue
+        # An absolute target has no peer: its value is divided by 1.
+        den_key = den or "absolute"
         per_round = []
         for n in rounds:
             a = by.get((n, num))
@@ -202,14 +204,14 @@ def ratios(runs, guest):
                 continue
             if a[metric] is None or not b[metric]:
                 continue
-            per_round.append({"round": n, num: a[metric], den: b[metric],
+            per_round.append({"round": n, num: a[metric], den_key: b[metric],
                               "ratio": round(a[metric] / b[metric], 3)})
         med = _median(x["ratio"] for x in per_round)
         out[key] = {"target": text, "limit": limit, "metric": metric,
                     "per_round": per_round, "median": med,
                     "values": {num: _median(x[num] for x in per_round),
-                               den: _median(x[den] for x in per_round) if den else None},
-                    "num": num, "den": den,
+                               den_key: _median(x[den_key] for x in per_round) if den else None},
+                    "num": num, "den": den_key,
                     "met": (med <= limit) if med is not None else None}
     return out
 
@@ -290,7 +292,7 @@ def _guest_part(rep, g):
         trows.append([r["target"], _fmt(r["values"].get(r["num"]), nd),
                       _fmt(r["values"].get(r["den"]), nd), per_round,
                       _fmt(r["median"], 3), f"<= {r['limit']:.2f}", _verdict(r["met"])])
-        if r["den"] is None:
+        if r["den"] == "absolute":
             trows[-1][2], trows[-1][4] = "(absolute)", _fmt(r["median"], 1)
     if trows:
         parts.append("### Issue 9 targets, libmigrdma (medians of per-round ratios)\n\n" + _table(

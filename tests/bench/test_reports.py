@@ -1,6 +1,7 @@
 """Checks of the benchmarks' arithmetic without a VM: the realistic guest's
 RAM layout (scripts/lib/guest_ram.py) and bench-stream's steady state and
-targets (scripts/lib/stream_report.py) on a hand-made run directory.
+targets (scripts/lib/stream_report.py) and bench-migration's TLS targets
+(scripts/lib/bench_report.py) on hand-made run directories.
 
     python3 tests/bench/test_reports.py   (ctest: bench.reports)
 """
@@ -14,6 +15,7 @@ import unittest
 HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 sys.dont_write_bytecode = True
+import bench_report  # noqa: E402
 import guest_ram  # noqa: E402
 import stream_report  # noqa: E402
 
@@ -126,6 +128,38 @@ class StreamReport(unittest.TestCase):
             self.assertEqual(res, {"src_syscalls": "PASS", "src_vcs": "PASS",
                                    "dst_syscalls": "MISS", "dst_vcs": "MISS",
                                    "roce": "PASS"})
+
+
+class MigrationReport(unittest.TestCase):
+    def _tls_run(self, out, rnd, pos, transport, total_ms, roce):
+        base = os.path.join(out, "runs", f"r{rnd}-idle-{transport}")
+        _write(base + ".run.json", json.dumps(
+            {"round": rnd, "transport": transport, "guest": "idle", "position": pos,
+             "rc": 0, "wall_s": 20}))
+        _write(base + ".json", json.dumps(
+            {"status": "completed", "ram_identical": True, "size_mib": 256,
+             "total_time_ms": total_ms, "downtime_ms": 200, "src_cpu_s": 10.0,
+             "src_cpu_s_vcpu": 0.0, "roce_pkts_total": roce, "checks": []}))
+
+    def test_tls_targets(self):
+        # Regression: the absolute packet target (no peer) once put a None
+        # key into the report, and writing its JSON failed.
+        with tempfile.TemporaryDirectory() as out:
+            os.makedirs(os.path.join(out, "runs"))
+            _write(os.path.join(out, "bench-meta.json"), json.dumps({"guests": ["idle"]}))
+            for rnd, (tcp_ms, mig_ms, pkts) in enumerate(
+                    [(10000, 14000, 290 * 256), (10000, 16000, 310 * 256),
+                     (12000, 13200, 280 * 256)], 1):
+                self._tls_run(out, rnd, 1, "tcp-tls", tcp_ms, 0)
+                self._tls_run(out, rnd, 2, "migrdma-tls", mig_ms, pkts)
+            rep = bench_report.build(out)
+            t = rep["guests"]["idle"]["targets"]
+            self.assertAlmostEqual(t["tls_time_vs_tcp"]["median"], 1.4)
+            self.assertTrue(t["tls_time_vs_tcp"]["met"])
+            self.assertAlmostEqual(t["tls_roce_pkts"]["median"], 290.0)
+            self.assertTrue(t["tls_roce_pkts"]["met"])
+            with open(os.path.join(out, "migration-bench.md")) as f:
+                self.assertIn("TLS: RoCE packets per MiB <= 300", f.read())
 
 
 if __name__ == "__main__":
