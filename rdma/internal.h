@@ -38,9 +38,10 @@
 #define RT_HOLD_TARGET		(2048u * 1024)
 /*
  * A small write whose bytes were all copied is held only within a stream
- * of writes (QEMU's TLS channel writes one record per call): more than
- * RT_STREAM_WRITES in a row with no read in between, none of them more
- * than RT_STREAM_GAP_MS (coarse clock) after the one before.  While one is
+ * of such writes (QEMU's TLS channel writes one record per call): more
+ * than RT_STREAM_WRITES in a row with no read or other write in between,
+ * none of them more than RT_STREAM_GAP_MS (coarse clock) after the one
+ * before.  While one is
  * held, the service thread looks every RT_HOLD_TICK_MS and posts it once
  * no write has added to it.
  */
@@ -191,7 +192,7 @@ struct rt_conn {
 	unsigned sleepers_credit;	/* ... waiting for the peer to return credit */
 	bool nodelay;			/* TCP_NODELAY: never hold a write back */
 	unsigned bulk_streak;		/* bulk writes in a row, with no read in between */
-	unsigned write_streak;		/* writes in a row, no read nor pause in between */
+	unsigned write_streak;		/* small copied writes in a row, nothing else in between */
 	uint64_t last_write_ms;		/* coarse clock */
 	/*
 	 * A program thread is inside a read or write: arrivals it reaps are
@@ -381,8 +382,8 @@ int tx_flush(struct rt_conn *c);
 void tx_flush_if_idle(struct rt_conn *c, uint64_t *seen);
 /* A read came: the writes before it were not a stream. */
 void tx_stream_reset(struct rt_conn *c);
-/* Count a write into the stream, which a pause ends. */
-void tx_note_write(struct rt_conn *c);
+/* Count a write into the stream of small copied ones, which a pause or any other write ends. */
+void tx_note_write(struct rt_conn *c, bool small_copied);
 /*
  * May the open message stay unposted when a write of call_bytes (of them
  * call_zcopy zero-copy) returns?

@@ -416,13 +416,14 @@ static int send_blocked_error(struct rt_conn *c)
 	return 0;
 }
 
-void tx_note_write(struct rt_conn *c)
+void tx_note_write(struct rt_conn *c, bool small_copied)
 {
 	uint64_t now = rt_coarse_ms();
 
-	if (now - c->last_write_ms > RT_STREAM_GAP_MS)
+	if (!small_copied || now - c->last_write_ms > RT_STREAM_GAP_MS)
 		c->write_streak = 0;
-	c->write_streak++;
+	if (small_copied)
+		c->write_streak++;
 	c->last_write_ms = now;
 }
 
@@ -436,8 +437,10 @@ void tx_stream_reset(struct rt_conn *c)
  * May the open message stay unposted when this write returns?  Only in a
  * stream: the write before this one was bulk too and nothing was read in
  * between, so the program is not waiting for an answer to the first of
- * them; or, for a small write that was copied, many writes came with no
- * read or pause in between.  A small zero-copy write (a page postcopy
+ * them; or, for a small write that was copied, many such writes came
+ * with no read, pause or other write in between (a small write after bulk
+ * ones is a marker somebody may wait for: multifd's sync packet, QEMU's
+ * end of a section).  A small zero-copy write (a page postcopy
  * needs urgently) always goes.  And nothing is held while a thread is
  * blocked reading this connection: it may wait for the peer's answer to
  * what we would hold (QEMU's return path).
@@ -540,7 +543,6 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	pthread_mutex_lock(&c->lock);
 	c->stats.writes++;
 	c->in_call++;
-	tx_note_write(c);
 	conn_progress(c);
 	do {
 		err = cursor_done(&cur) ? 0 :
@@ -551,6 +553,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	 * the next write may join it.  A write that stops short (EAGAIN, a
 	 * timeout) posts too: nobody may wait on bytes that are held.
 	 */
+	tx_note_write(c, total < RT_HOLD_MIN_CALL && !cur.zcopy);
 	if (c->tx.open && c->tx.nseg) {
 		if (err < 0 || !tx_may_hold(c, total, cur.zcopy, flags)) {
 			if (c->tx.must_wait)

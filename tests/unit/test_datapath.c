@@ -185,10 +185,10 @@ static void test_small_writes_held_only_in_a_stream(void **state)
 	(void)state;
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < RT_STREAM_WRITES; i++) {
-		tx_note_write(c);
+		tx_note_write(c, true);
 		assert_false(tx_may_hold(c, 37, 0, 0));
 	}
-	tx_note_write(c);
+	tx_note_write(c, true);
 	assert_true(tx_may_hold(c, 4125, 0, 0));
 	/* A small write carrying zero-copy memory (an urgent postcopy page) always goes. */
 	assert_false(tx_may_hold(c, 4104, 4096, 0));
@@ -199,16 +199,26 @@ static void test_small_writes_held_only_in_a_stream(void **state)
 	c->nodelay = true;
 	assert_false(tx_may_hold(c, 37, 0, 0));
 	c->nodelay = false;
+	/*
+	 * A bulk or zero-copy write ends it too: a small write after bulk
+	 * ones is a marker somebody may wait for (multifd's sync packet).
+	 */
+	tx_note_write(c, false);
+	tx_note_write(c, true);
+	assert_false(tx_may_hold(c, 1096, 0, 0));
+	for (i = 0; i < RT_STREAM_WRITES; i++)
+		tx_note_write(c, true);
+	assert_true(tx_may_hold(c, 37, 0, 0));
 	/* A read ends the stream: the program may wait for an answer. */
 	tx_stream_reset(c);
-	tx_note_write(c);
+	tx_note_write(c, true);
 	assert_false(tx_may_hold(c, 37, 0, 0));
 	/* So does a pause. */
 	for (i = 0; i < 2 * RT_STREAM_WRITES; i++)
-		tx_note_write(c);
+		tx_note_write(c, true);
 	assert_true(tx_may_hold(c, 37, 0, 0));
 	nanosleep(&pause, NULL);
-	tx_note_write(c);
+	tx_note_write(c, true);
 	assert_false(tx_may_hold(c, 37, 0, 0));
 	/* MSG_MORE holds regardless. */
 	assert_true(tx_may_hold(c, 37, 0, RT_SEND_MORE));
