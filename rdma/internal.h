@@ -22,7 +22,7 @@
 #define RT_TX_SLOTS		16u		/* DATA messages we keep in flight */
 #define RT_CTRL_SLOTS		8u		/* control messages in flight */
 #define RT_CTRL_BUF		64u
-#define RT_MAX_WR_PER_MSG	16u		/* RDMA WRITEs before one DATA SEND */
+#define RT_MAX_WR_PER_MSG	8u		/* RDMA WRITEs before one DATA SEND */
 #define RT_MAX_SGE		32u
 #define RT_MAX_SEGS		2048u		/* segment descriptors in one DATA message */
 #define RT_MAX_REFS		(RT_MAX_WR_PER_MSG * RT_MAX_SGE)
@@ -35,19 +35,12 @@
  */
 #define RT_HOLD_MIN_CALL	(16u * 1024)
 /*
- * Stop holding once a message carries this many bytes.  A held message's
- * WRITEs are posted as each write adds them (send.c), not all at once with
- * its SEND: rxe retransmitted 2-4 packets per MiB, after out-of-sequence
- * arrivals, when 768 KiB or more were posted in one go (measured, messages
- * of 512 KiB to 2 MiB alternating in one VM boot), and none at 512 KiB.
+ * Stop holding once a message carries this many bytes.  Larger ones cost
+ * fewer SENDs, but rxe (measured: 2 MiB, 1 MiB, 768 KiB and 512 KiB
+ * messages alternating in one VM boot) retransmits 2-4 packets per MiB
+ * from 768 KiB up, after out-of-sequence arrivals, and none at 512 KiB.
  */
-#define RT_HOLD_TARGET		(2048u * 1024)
-/*
- * ...and posted once this many ring bytes wait: rxe asks for an ACK at the
- * end of every WRITE and every 64 packets anyway, so smaller posts would
- * cost an ACK each.
- */
-#define RT_POST_AHEAD		(256u * 1024)
+#define RT_HOLD_TARGET		(512u * 1024)
 /*
  * A small write whose bytes were all copied is held only within a stream
  * of such writes (QEMU's TLS channel writes one record per call): more
@@ -123,8 +116,6 @@ struct tx_msg {
 	struct ibv_sge sge[RT_MAX_WR_PER_MSG][RT_MAX_SGE];
 	unsigned nsge[RT_MAX_WR_PER_MSG];
 	unsigned nwr;			/* WRITEs started (the last one may be filling) */
-	unsigned nwr_posted;		/* of them, posted ahead of the SEND */
-	uint32_t ring_posted;		/* ring bytes those posted WRITEs carry */
 	uint64_t zcopy_bytes;
 	uint64_t inline_bytes;
 	unsigned registrations;

@@ -156,8 +156,7 @@ static bool add_sge(struct rt_conn *c, struct tx_msg *m, uintptr_t a, uint32_t n
 	unsigned w;
 
 	w = m->nwr ? m->nwr - 1 : 0;
-	/* A WRITE already posted takes nothing more. */
-	prev = m->nwr > m->nwr_posted && m->nsge[w] ? &m->sge[w][m->nsge[w] - 1] : NULL;
+	prev = m->nwr && m->nsge[w] ? &m->sge[w][m->nsge[w] - 1] : NULL;
 	if (prev && prev->lkey == ref->lkey && prev->addr + prev->length == a &&
 	    s->nrefs && s->refs[s->nrefs - 1] == ref->entry) {
 		/* Neighbouring pages of one registration: one SGE, one reference. */
@@ -167,7 +166,7 @@ static bool add_sge(struct rt_conn *c, struct tx_msg *m, uintptr_t a, uint32_t n
 	}
 	if (s->nrefs >= RT_MAX_REFS)
 		return false;
-	if (m->nwr == m->nwr_posted || m->nsge[w] == c->max_sge) {
+	if (m->nwr == 0 || m->nsge[w] == c->max_sge) {
 		if (m->nwr == RT_MAX_WR_PER_MSG)
 			return false;
 		m->nsge[m->nwr++] = 0;
@@ -239,7 +238,6 @@ static void tx_open(struct rt_conn *c)
 	m->slot_idx = c->slot_next;
 	m->slot = &c->slots[m->slot_idx];
 	m->slot->nrefs = 0;
-	m->slot->nwr = 0;
 	m->buf = c->sbufs + (size_t)m->slot_idx * RT_MSG_SIZE;
 	m->cap = c->peer_msg_size;
 	m->inline_len = 0;
@@ -247,8 +245,6 @@ static void tx_open(struct rt_conn *c)
 	m->nseg = 0;
 	m->last_seg_ring = false;
 	m->nwr = 0;
-	m->nwr_posted = 0;
-	m->ring_posted = 0;
 	m->zcopy_bytes = 0;
 	m->inline_bytes = 0;
 	m->registrations = 0;
@@ -271,21 +267,24 @@ static void tx_update_budget(struct rt_conn *c)
 		c->tx.ring_budget = b;
 }
 
-/* The WRITEs not posted yet, chained into wrs; returns how many. */
-static unsigned tx_build_writes(struct rt_conn *c, struct ibv_send_wr *wrs)
+static int tx_post(struct rt_conn *c)
 {
+	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
 	struct tx_msg *m = &c->tx;
-	uint64_t remote = c->peer_ring_addr + m->remote_off + m->ring_posted;
+	struct ibv_sge send_sge;
+	struct wire_hdr h;
+	uint64_t remote = c->peer_ring_addr + m->remote_off;
 	unsigned i, nw = 0;
+	uint32_t len;
 
-	for (i = m->nwr_posted; i < m->nwr; i++) {
+	memset(wrs, 0, sizeof(wrs));
+	for (i = 0; i < m->nwr; i++) {
 		uint32_t bytes = 0;
 
 		if (!m->nsge[i])
 			continue;
 		for (unsigned k = 0; k < m->nsge[i]; k++)
 			bytes += m->sge[i][k].length;
-		memset(&wrs[nw], 0, sizeof(wrs[nw]));
 		wrs[nw].opcode = IBV_WR_RDMA_WRITE;
 		wrs[nw].sg_list = m->sge[i];
 		wrs[nw].num_sge = (int)m->nsge[i];
@@ -293,48 +292,8 @@ static unsigned tx_build_writes(struct rt_conn *c, struct ibv_send_wr *wrs)
 		wrs[nw].wr.rdma.rkey = c->peer_rkey;
 		wrs[nw].next = &wrs[nw + 1];
 		remote += bytes;
-		m->ring_posted += bytes;
 		nw++;
 	}
-	m->nwr_posted = m->nwr;
-	return nw;
-}
-
-/*
- * A held message's WRITEs go now, unsignalled, into ring space it already
- * holds; its SEND, which tells the peer about them, follows when the
- * message is complete.  Small posts keep rxe in order (see RT_HOLD_TARGET).
- */
-static void tx_post_writes(struct rt_conn *c)
-{
-	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG], *bad;
-	unsigned nw;
-
-	if (c->tx.ring_len - c->tx.ring_posted < RT_POST_AHEAD)
-		return;
-	nw = tx_build_writes(c, wrs);
-	if (!nw)
-		return;
-	wrs[nw - 1].next = NULL;
-	if (ibv_post_send(c->qp, wrs, &bad)) {
-		conn_fail(c, ECONNRESET, "cannot post a send");
-		return;
-	}
-	c->tx.slot->nwr += nw;
-	c->data_wrs_outstanding += nw;
-}
-
-static int tx_post(struct rt_conn *c)
-{
-	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
-	struct tx_msg *m = &c->tx;
-	struct ibv_sge send_sge;
-	struct wire_hdr h;
-	unsigned i, nw;
-	uint32_t len;
-
-	nw = tx_build_writes(c, wrs);
-	memset(&wrs[nw], 0, sizeof(wrs[nw]));
 
 	memset(&h, 0, sizeof(h));
 	h.version = WIRE_VERSION;
@@ -367,7 +326,7 @@ static int tx_post(struct rt_conn *c)
 		return -1;
 	}
 	m->slot->busy = true;
-	m->slot->nwr += nw + 1;
+	m->slot->nwr = nw + 1;
 	m->slot->seq = ++c->seq_posted;
 	m->slot->ctrl_before = c->ctrl_posted;
 	c->data_wrs_outstanding += nw + 1;
@@ -605,10 +564,8 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 				wait_seq = c->seq_posted + 1;
 			if (tx_flush(c) && !total)
 				err = -(c->sticky_error ? c->sticky_error : EPIPE);
-		} else {
-			tx_post_writes(c);
-			if (total < RT_HOLD_MIN_CALL && !c->tx.small_held)
-				tx_hold_small(c);
+		} else if (total < RT_HOLD_MIN_CALL && !c->tx.small_held) {
+			tx_hold_small(c);
 		}
 	}
 	c->bulk_streak = total >= RT_HOLD_MIN_CALL ? c->bulk_streak + 1 : 0;
