@@ -71,7 +71,7 @@ void credit_rx_message_done(struct credit_rx *rx, uint32_t ring_bytes);
  * credit left or no ring byte free, so once the program has read
  * everything at least that much is owed and no one waits forever; half
  * the ring per report means one credit message, and at most one wake-up
- * of a blocked sender, per half ring (eight 512 KiB messages by default).
+ * of a blocked sender, per half ring (two 2 MiB messages by default).
  */
 bool credit_rx_should_report(const struct credit_rx *rx);
 

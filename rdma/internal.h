@@ -34,13 +34,8 @@
  * since they are usually a request someone waits for.
  */
 #define RT_HOLD_MIN_CALL	(16u * 1024)
-/*
- * Stop holding once a message carries this many bytes.  Larger ones cost
- * fewer SENDs, but rxe (measured: 2 MiB, 1 MiB, 768 KiB and 512 KiB
- * messages alternating in one VM boot) retransmits 2-4 packets per MiB
- * from 768 KiB up, after out-of-sequence arrivals, and none at 512 KiB.
- */
-#define RT_HOLD_TARGET		(512u * 1024)
+/* Stop holding once a message carries this many bytes. */
+#define RT_HOLD_TARGET		(2048u * 1024)
 /*
  * A small write whose bytes were all copied is held only within a stream
  * of such writes (QEMU's TLS channel writes one record per call): more

@@ -256,12 +256,8 @@ static void tx_open(struct rt_conn *c)
 /* Ring bytes the open message may still place: they only grow as credit returns. */
 static void tx_update_budget(struct rt_conn *c)
 {
-	/*
-	 * A quarter of the ring per message keeps several in flight, and
-	 * RT_HOLD_TARGET keeps a large write's messages as small as held ones.
-	 */
-	uint32_t want = c->ctx.ring_size / 4 < RT_HOLD_TARGET ? c->ctx.ring_size / 4 : RT_HOLD_TARGET;
-	uint32_t b = credit_tx_ring_grant(&c->ctx, want);
+	/* A quarter of the ring per message keeps several messages in flight. */
+	uint32_t b = credit_tx_ring_grant(&c->ctx, c->ctx.ring_size / 4);
 
 	if (b > c->tx.ring_budget)
 		c->tx.ring_budget = b;
