@@ -41,9 +41,8 @@
  * of such writes (QEMU's TLS channel writes one record per call): more
  * than RT_STREAM_WRITES in a row with no read or other write in between,
  * none of them more than RT_STREAM_GAP_MS (coarse clock) after the one
- * before.  While one is
- * held, the service thread looks every RT_HOLD_TICK_MS and posts it once
- * no write has added to it.
+ * before.  While one is held, the service thread looks every
+ * RT_HOLD_TICK_MS and posts it once no write has added to it.
  */
 #define RT_STREAM_WRITES	4u
 #define RT_STREAM_GAP_MS	8u

@@ -18,14 +18,15 @@
  * until the next write joins it, up to RT_HOLD_TARGET, but only within a
  * stream of bulk writes (the first after a read or a small write always
  * goes at once) and never while a thread is blocked reading the
- * connection.  Small writes are held only in a fast stream of writes
- * (QEMU's TLS channel writes one record of at most 16 KiB per call); the
- * service thread then looks every RT_HOLD_TICK_MS and posts what no write
- * has added to since it last looked.  Otherwise what is held is sent by
- * the next small write (a request or a marker somebody waits for), by any
- * read or shutdown or close of the connection, by the service thread's
- * tick if nothing was added for a whole tick, or once the message is
- * full.  TCP_NODELAY turns holding off; MSG_MORE holds even a small write.
+ * connection.  Small copied writes are held only in a stream of such
+ * writes (QEMU's TLS channel writes one record of at most 16 KiB per
+ * call); the service thread then looks every RT_HOLD_TICK_MS and posts
+ * what no write has added to since it last looked.  Otherwise what is
+ * held is sent by the next small write after bulk ones (a request or a
+ * marker somebody waits for), by any read or shutdown or close of the
+ * connection, by the service thread's tick if nothing was added for a
+ * whole tick, or once the message is full.  TCP_NODELAY turns holding
+ * off; MSG_MORE holds even a small write.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -418,12 +419,17 @@ static int send_blocked_error(struct rt_conn *c)
 
 void tx_note_write(struct rt_conn *c, bool small_copied)
 {
-	uint64_t now = rt_coarse_ms();
+	uint64_t now;
 
-	if (!small_copied || now - c->last_write_ms > RT_STREAM_GAP_MS)
+	/* Any other write ends the stream; only a stream needs the clock. */
+	if (!small_copied) {
 		c->write_streak = 0;
-	if (small_copied)
-		c->write_streak++;
+		return;
+	}
+	now = rt_coarse_ms();
+	if (now - c->last_write_ms > RT_STREAM_GAP_MS)
+		c->write_streak = 0;
+	c->write_streak++;
 	c->last_write_ms = now;
 }
 
@@ -536,7 +542,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	bool nonblock = timeout_ms == 0;
 	struct iov_cursor cur = { iov, iovcnt, 0, 0, 0 };
 	uint64_t wait_seq = 0;
-	bool no_zcopy = false;
+	bool no_zcopy = false, small;
 	size_t total = 0;
 	int err;
 
@@ -553,18 +559,19 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	 * the next write may join it.  A write that stops short (EAGAIN, a
 	 * timeout) posts too: nobody may wait on bytes that are held.
 	 */
-	tx_note_write(c, total < RT_HOLD_MIN_CALL && !cur.zcopy);
+	small = total < RT_HOLD_MIN_CALL;
+	tx_note_write(c, small && !cur.zcopy);
 	if (c->tx.open && c->tx.nseg) {
 		if (err < 0 || !tx_may_hold(c, total, cur.zcopy, flags)) {
 			if (c->tx.must_wait)
 				wait_seq = c->seq_posted + 1;
 			if (tx_flush(c) && !total)
 				err = -(c->sticky_error ? c->sticky_error : EPIPE);
-		} else if (total < RT_HOLD_MIN_CALL && !c->tx.small_held) {
+		} else if (small && !c->tx.small_held) {
 			tx_hold_small(c);
 		}
 	}
-	c->bulk_streak = total >= RT_HOLD_MIN_CALL ? c->bulk_streak + 1 : 0;
+	c->bulk_streak = small ? 0 : c->bulk_streak + 1;
 	/* The caller may reuse its buffers only once the device has read them. */
 	if (wait_seq) {
 		wait_sent(c, wait_seq);
