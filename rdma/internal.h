@@ -22,7 +22,7 @@
 #define RT_TX_SLOTS		16u		/* DATA messages we keep in flight */
 #define RT_CTRL_SLOTS		8u		/* control messages in flight */
 #define RT_CTRL_BUF		64u
-#define RT_MAX_WR_PER_MSG	16u		/* RDMA WRITEs before one DATA SEND */
+#define RT_MAX_WR_PER_MSG	8u		/* RDMA WRITEs before one DATA SEND */
 #define RT_MAX_SGE		32u
 #define RT_MAX_SEGS		2048u		/* segment descriptors in one DATA message */
 #define RT_MAX_REFS		(RT_MAX_WR_PER_MSG * RT_MAX_SGE)
@@ -34,21 +34,8 @@
  * since they are usually a request someone waits for.
  */
 #define RT_HOLD_MIN_CALL	(16u * 1024)
-/*
- * Stop holding once a message carries this many bytes.  Its WRITEs do not
- * wait for it to fill, though: they go ahead of its SEND in pieces of
- * RT_POST_AHEAD as writes add them (send.c).  rxe sends at most 128
- * packets (512 KiB at a 4 KiB MTU) before it waits for an ACK and then
- * resumes from whichever CPU took that ACK; when one post gave it more
- * than that, the two CPUs' packets overtook each other and it resent 2-4
- * packets per MiB (measured: posts of 768 KiB to 2 MiB; none at 512 KiB).
- */
+/* Stop holding once a message carries this many bytes. */
 #define RT_HOLD_TARGET		(2048u * 1024)
-/*
- * Smaller pieces would cost a doorbell (a system call on rxe) and an ACK
- * each, larger ones come near the 128-packet window.
- */
-#define RT_POST_AHEAD		(256u * 1024)
 /*
  * A small write whose bytes were all copied is held only within a stream
  * of such writes (QEMU's TLS channel writes one record per call): more
@@ -123,10 +110,6 @@ struct tx_msg {
 	struct ibv_sge sge[RT_MAX_WR_PER_MSG][RT_MAX_SGE];
 	unsigned nsge[RT_MAX_WR_PER_MSG];
 	unsigned nwr;			/* WRITEs started (the last one may be filling) */
-	unsigned nwr_posted;		/* of them, posted ahead of the SEND */
-	uint32_t ring_posted;		/* ring bytes those posted WRITEs carry */
-	bool posting;			/* a writer is posting WRITEs of it, unlocked */
-	unsigned posting_waiters;	/* threads waiting for that post to end */
 	uint64_t zcopy_bytes;
 	uint64_t inline_bytes;
 	unsigned registrations;

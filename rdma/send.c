@@ -157,8 +157,7 @@ static bool add_sge(struct rt_conn *c, struct tx_msg *m, uintptr_t a, uint32_t n
 	unsigned w;
 
 	w = m->nwr ? m->nwr - 1 : 0;
-	/* A WRITE already posted takes nothing more. */
-	prev = m->nwr > m->nwr_posted && m->nsge[w] ? &m->sge[w][m->nsge[w] - 1] : NULL;
+	prev = m->nwr && m->nsge[w] ? &m->sge[w][m->nsge[w] - 1] : NULL;
 	if (prev && prev->lkey == ref->lkey && prev->addr + prev->length == a &&
 	    s->nrefs && s->refs[s->nrefs - 1] == ref->entry) {
 		/* Neighbouring pages of one registration: one SGE, one reference. */
@@ -168,7 +167,7 @@ static bool add_sge(struct rt_conn *c, struct tx_msg *m, uintptr_t a, uint32_t n
 	}
 	if (s->nrefs >= RT_MAX_REFS)
 		return false;
-	if (m->nwr == m->nwr_posted || m->nsge[w] == c->max_sge) {
+	if (m->nwr == 0 || m->nsge[w] == c->max_sge) {
 		if (m->nwr == RT_MAX_WR_PER_MSG)
 			return false;
 		m->nsge[m->nwr++] = 0;
@@ -240,7 +239,6 @@ static void tx_open(struct rt_conn *c)
 	m->slot_idx = c->slot_next;
 	m->slot = &c->slots[m->slot_idx];
 	m->slot->nrefs = 0;
-	m->slot->nwr = 0;
 	m->buf = c->sbufs + (size_t)m->slot_idx * RT_MSG_SIZE;
 	m->cap = c->peer_msg_size;
 	m->inline_len = 0;
@@ -248,8 +246,6 @@ static void tx_open(struct rt_conn *c)
 	m->nseg = 0;
 	m->last_seg_ring = false;
 	m->nwr = 0;
-	m->nwr_posted = 0;
-	m->ring_posted = 0;
 	m->zcopy_bytes = 0;
 	m->inline_bytes = 0;
 	m->registrations = 0;
@@ -268,21 +264,24 @@ static void tx_update_budget(struct rt_conn *c)
 		c->tx.ring_budget = b;
 }
 
-/* The WRITEs not posted yet, chained into wrs; returns how many. */
-static unsigned tx_build_writes(struct rt_conn *c, struct ibv_send_wr *wrs)
+static int tx_post(struct rt_conn *c)
 {
+	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
 	struct tx_msg *m = &c->tx;
-	uint64_t remote = c->peer_ring_addr + m->remote_off + m->ring_posted;
+	struct ibv_sge send_sge;
+	struct wire_hdr h;
+	uint64_t remote = c->peer_ring_addr + m->remote_off;
 	unsigned i, nw = 0;
+	uint32_t len;
 
-	for (i = m->nwr_posted; i < m->nwr; i++) {
+	memset(wrs, 0, sizeof(wrs));
+	for (i = 0; i < m->nwr; i++) {
 		uint32_t bytes = 0;
 
 		if (!m->nsge[i])
 			continue;
 		for (unsigned k = 0; k < m->nsge[i]; k++)
 			bytes += m->sge[i][k].length;
-		memset(&wrs[nw], 0, sizeof(wrs[nw]));
 		wrs[nw].opcode = IBV_WR_RDMA_WRITE;
 		wrs[nw].sg_list = m->sge[i];
 		wrs[nw].num_sge = (int)m->nsge[i];
@@ -290,83 +289,8 @@ static unsigned tx_build_writes(struct rt_conn *c, struct ibv_send_wr *wrs)
 		wrs[nw].wr.rdma.rkey = c->peer_rkey;
 		wrs[nw].next = &wrs[nw + 1];
 		remote += bytes;
-		m->ring_posted += bytes;
 		nw++;
 	}
-	m->nwr_posted = m->nwr;
-	return nw;
-}
-
-/*
- * A held message's WRITEs go ahead of it, unsignalled, into ring space it
- * already holds; its SEND, which tells the peer about them, follows when
- * the message is complete.  Small posts keep rxe in order (see
- * RT_HOLD_TARGET).  Claimed under c->lock, posted without it by
- * tx_post_claimed(): on rxe the post is a system call that also sends the
- * packets, and the service thread must not wait for that.  Returns how
- * many WRITEs in wrs the caller must post.
- */
-static unsigned tx_claim_writes(struct rt_conn *c, struct ibv_send_wr *wrs)
-{
-	unsigned nw;
-
-	if (c->tx.posting || c->tx.ring_len - c->tx.ring_posted < RT_POST_AHEAD)
-		return 0;
-	nw = tx_build_writes(c, wrs);
-	if (!nw)
-		return 0;
-	wrs[nw - 1].next = NULL;
-	/* They retire with the message's SEND, whose slot counts them. */
-	c->tx.slot->nwr += nw;
-	c->data_wrs_outstanding += nw;
-	c->tx.posting = true;
-	return nw;
-}
-
-/* Called without c->lock, after tx_claim_writes() claimed wrs. */
-static void tx_post_claimed(struct rt_conn *c, struct ibv_send_wr *wrs)
-{
-	struct ibv_send_wr *bad;
-	int err = ibv_post_send(c->qp, wrs, &bad);
-
-	pthread_mutex_lock(&c->lock);
-	c->tx.posting = false;
-	if (err)
-		conn_fail(c, ECONNRESET, "cannot post a send");
-	if (c->tx.posting_waiters)
-		pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-}
-
-/*
- * A message's SEND must not overtake WRITEs of it that another thread is
- * posting: wait for that post, which never blocks.
- */
-static void tx_wait_posting(struct rt_conn *c)
-{
-	while (c->tx.posting) {
-		c->tx.posting_waiters++;
-		pthread_cond_wait(&c->cond, &c->lock);
-		c->tx.posting_waiters--;
-	}
-}
-
-static int tx_post(struct rt_conn *c)
-{
-	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
-	struct tx_msg *m = &c->tx;
-	struct ibv_sge send_sge;
-	struct wire_hdr h;
-	unsigned i, nw;
-	uint32_t len;
-
-	tx_wait_posting(c);
-	if (!m->open || !m->nseg)
-		return 0;	/* somebody else posted it meanwhile */
-	if (c->state == CS_FAILED)
-		return -1;
-	nw = tx_build_writes(c, wrs);
-	memset(&wrs[nw], 0, sizeof(wrs[nw]));
 
 	memset(&h, 0, sizeof(h));
 	h.version = WIRE_VERSION;
@@ -399,7 +323,7 @@ static int tx_post(struct rt_conn *c)
 		return -1;
 	}
 	m->slot->busy = true;
-	m->slot->nwr += nw + 1;
+	m->slot->nwr = nw + 1;
 	m->slot->seq = ++c->seq_posted;
 	m->slot->ctrl_before = c->ctrl_posted;
 	c->data_wrs_outstanding += nw + 1;
@@ -617,10 +541,8 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	uint64_t deadline = rt_deadline(timeout_ms);
 	bool nonblock = timeout_ms == 0;
 	struct iov_cursor cur = { iov, iovcnt, 0, 0, 0 };
-	struct ibv_send_wr ahead[RT_MAX_WR_PER_MSG];
 	uint64_t wait_seq = 0;
 	bool no_zcopy = false, small;
-	unsigned claimed = 0;
 	size_t total = 0;
 	int err;
 
@@ -645,10 +567,8 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 				wait_seq = c->seq_posted + 1;
 			if (tx_flush(c) && !total)
 				err = -(c->sticky_error ? c->sticky_error : EPIPE);
-		} else {
-			claimed = tx_claim_writes(c, ahead);
-			if (small && !c->tx.small_held)
-				tx_hold_small(c);
+		} else if (small && !c->tx.small_held) {
+			tx_hold_small(c);
 		}
 	}
 	c->bulk_streak = small ? 0 : c->bulk_streak + 1;
@@ -662,8 +582,6 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	conn_update_events(c, false);
 	conn_arm(c);
 	pthread_mutex_unlock(&c->lock);
-	if (claimed)
-		tx_post_claimed(c, ahead);
 	if (total > 0)
 		return (ssize_t)total;
 	return err < 0 ? err : 0;
