@@ -41,8 +41,9 @@
  * of such writes (QEMU's TLS channel writes one record per call): more
  * than RT_STREAM_WRITES in a row with no read or other write in between,
  * none of them more than RT_STREAM_GAP_MS (coarse clock) after the one
- * before.  While one is held, the service thread looks every
- * RT_HOLD_TICK_MS and posts it once no write has added to it.
+ * before.  While one is held, or a bulk write under TCP_NODELAY, the
+ * service thread looks every RT_HOLD_TICK_MS and posts it once no write
+ * has added to it.
  */
 #define RT_STREAM_WRITES	4u
 #define RT_STREAM_GAP_MS	8u
@@ -121,7 +122,7 @@ struct tx_msg {
 	 */
 	uint64_t gen_seen_tick;
 	uint64_t gen_seen_fast;
-	bool small_held;		/* a small write was held: the fast tick watches it */
+	bool fast_flush;		/* held, but watched by the fast tick: a small write, or TCP_NODELAY */
 };
 
 struct rx_msg {
@@ -295,7 +296,7 @@ struct rt_global {
 	struct rt_conn *conns;
 	struct rt_listener *listeners;
 	struct rt_conn *zombies;	/* destroyed, freed after the current event batch */
-	bool fast_tick;			/* a small write is held somewhere: tick every RT_HOLD_TICK_MS */
+	bool fast_tick;			/* a fast_flush write is held somewhere: tick every RT_HOLD_TICK_MS */
 	struct rt_watch *watch_zombies;
 	unsigned next_id;
 	size_t pinned_peak;		/* process-wide, over all connections */
@@ -427,7 +428,7 @@ void cm_handle_event(struct rdma_cm_event *ev);
 
 /* timers.c: deadlines, keepalive, linger, teardown */
 void cm_check_timers(uint64_t now);
-/* The fast tick: post held small writes no write has added to; true if any stay held. */
+/* The fast tick: post fast_flush messages no write has added to; true if any stay held. */
 bool cm_flush_held(void);
 
 #endif

@@ -251,7 +251,7 @@ static void tx_open(struct rt_conn *c)
 	m->registrations = 0;
 	m->remote_off = credit_tx_ring_offset(&c->ctx);
 	m->ring_budget = 0;
-	m->small_held = false;
+	m->fast_flush = false;
 }
 
 /* Ring bytes the open message may still place: they only grow as credit returns. */
@@ -455,25 +455,34 @@ bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy, 
 {
 	const struct tx_msg *m = &c->tx;
 
-	if (m->must_wait || c->nodelay || c->state != CS_ESTABLISHED || c->sleepers)
+	if (m->must_wait || c->state != CS_ESTABLISHED || c->sleepers)
 		return false;
 	if (m->ring_len + m->inline_len >= RT_HOLD_TARGET)
 		return false;
-	if (flags & RT_SEND_MORE)
-		return true;
+	/*
+	 * A bulk stream is held even with TCP_NODELAY, which is about small
+	 * writes: QEMU sets it on every multifd channel, whose 512 KiB
+	 * packets would otherwise each be a message of their own.  The fast
+	 * tick bounds how long such a tail waits (rt_send).
+	 */
 	if (call_bytes >= RT_HOLD_MIN_CALL)
 		return c->bulk_streak > 0;
+	if (c->nodelay)
+		return false;
+	if (flags & RT_SEND_MORE)
+		return true;
 	return !call_zcopy && c->write_streak > RT_STREAM_WRITES;
 }
 
 /*
- * A small write is held: make sure the service thread ticks fast.  It
+ * A write was held that must not wait for the 100 ms tick (a small one,
+ * or any under TCP_NODELAY): make sure the service thread ticks fast.  It
  * clears the flag before it looks at the connections, so either it sees
  * this message (we hold the lock it needs) or we see the flag clear.
  */
-static void tx_hold_small(struct rt_conn *c)
+static void tx_hold_fast(struct rt_conn *c)
 {
-	c->tx.small_held = true;
+	c->tx.fast_flush = true;
 	if (!__atomic_exchange_n(&rt_g.fast_tick, true, __ATOMIC_ACQ_REL))
 		conn_wake_service();
 }
@@ -567,8 +576,8 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 				wait_seq = c->seq_posted + 1;
 			if (tx_flush(c) && !total)
 				err = -(c->sticky_error ? c->sticky_error : EPIPE);
-		} else if (small && !c->tx.small_held) {
-			tx_hold_small(c);
+		} else if ((small || c->nodelay) && !c->tx.fast_flush) {
+			tx_hold_fast(c);
 		}
 	}
 	c->bulk_streak = small ? 0 : c->bulk_streak + 1;

@@ -214,7 +214,7 @@ static void *service_main(void *arg)
 			}
 		}
 		if (fast || woken) {
-			/* Cleared first: see tx_hold_small. */
+			/* Cleared first: see tx_hold_fast. */
 			__atomic_store_n(&rt_g.fast_tick, false, __ATOMIC_SEQ_CST);
 			if (cm_flush_held())
 				__atomic_store_n(&rt_g.fast_tick, true, __ATOMIC_RELEASE);

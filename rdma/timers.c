@@ -3,7 +3,8 @@
  * The timers that bound every wait, run by the service thread each tick:
  * connect deadline, keepalive, dropping dead queued connections, close
  * linger; then the teardown of what they ended.  And the fast tick that
- * posts held small writes once their stream pauses.
+ * posts held small writes (and TCP_NODELAY's bulk ones) once their stream
+ * pauses.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -100,9 +101,9 @@ bool cm_flush_held(void)
 	pthread_mutex_lock(&rt_g.lock);
 	for (c = rt_g.conns; c; c = c->next_all) {
 		pthread_mutex_lock(&c->lock);
-		if (!c->destroyed && c->tx.open && c->tx.small_held) {
+		if (!c->destroyed && c->tx.open && c->tx.fast_flush) {
 			tx_flush_if_idle(c, &c->tx.gen_seen_fast);
-			any |= c->tx.open && c->tx.small_held;
+			any |= c->tx.open && c->tx.fast_flush;
 		}
 		pthread_mutex_unlock(&c->lock);
 	}

@@ -227,6 +227,17 @@ static void test_small_writes_held_only_in_a_stream(void **state)
 	assert_false(tx_may_hold(c, 131072, 131072, 0));
 	c->bulk_streak = 1;
 	assert_true(tx_may_hold(c, 131072, 131072, 0));
+	/*
+	 * TCP_NODELAY is about small writes: a bulk stream is still held
+	 * (QEMU's multifd channels set it and write 512 KiB packets), but
+	 * neither a small write nor MSG_MORE's.
+	 */
+	c->nodelay = true;
+	assert_true(tx_may_hold(c, 525632, 524288, 0));
+	c->bulk_streak = 0;
+	assert_false(tx_may_hold(c, 525632, 524288, 0));
+	assert_false(tx_may_hold(c, 1344, 0, RT_SEND_MORE));
+	c->nodelay = false;
 	pthread_mutex_unlock(&c->lock);
 	free_conn(c);
 }
