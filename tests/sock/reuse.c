@@ -10,6 +10,8 @@
  * write back to merge it with the next one, would send the new bytes.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +183,74 @@ int record_stream_server(struct sc_ctx *ctx)
 		sc_recv_stream(fd, sc_seed(2), pos, burst, "records");
 		pos += burst;
 		sc_send_token(fd, 'R');
+	}
+	sc_expect_eof(fd, "after the bursts");
+	close(fd);
+	return 0;
+}
+
+/*
+ * nodelay_bulk: QEMU's multifd channel.  TCP_NODELAY is set, and the
+ * writer sends bulk chunks back to back (64 KiB, unaligned, so copied),
+ * overwriting each buffer as soon as it is written, then waits in poll()
+ * for the answer.  A transport may still batch the chunks (TCP_NODELAY is
+ * about small writes), but each burst's tail must arrive without another
+ * write or a read.
+ */
+#define NODELAY_CHUNK	(64u * 1024)
+#define NODELAY_BURSTS	4u
+
+static unsigned nodelay_chunks(void)
+{
+	return (unsigned)sc_scaled(16, 4);
+}
+
+int nodelay_bulk_client(struct sc_ctx *ctx)
+{
+	uint8_t *buf = sc_xmalloc(NODELAY_CHUNK + 1) + 1;	/* never aligned */
+	uint64_t seed = sc_seed(3), pos = 0;
+	unsigned b, k;
+	int fd, one = 1;
+
+	sc_step("connect, TCP_NODELAY");
+	fd = sc_connect(ctx);
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		sc_fail("setsockopt(TCP_NODELAY): %s", strerror(errno));
+	for (b = 0; b < NODELAY_BURSTS; b++) {
+		uint64_t t0;
+
+		sc_step("a burst of bulk chunks, each buffer overwritten once written");
+		for (k = 0; k < nodelay_chunks(); k++) {
+			pat_fill(seed, pos, buf, NODELAY_CHUNK);
+			sc_write_all(fd, buf, NODELAY_CHUNK, "chunk");
+			memset(buf, 0x5a, NODELAY_CHUNK);
+			pos += NODELAY_CHUNK;
+		}
+		sc_step("wait in poll, not read, for the server to have it all");
+		t0 = sc_now_ns();
+		if (!(sc_poll1(fd, POLLIN, sc_timeout_ms()) & POLLIN))
+			sc_fail("burst %u: the server never answered (its tail is stuck)", b);
+		sc_info("burst %u: answered %.1f ms after the last chunk", b, sc_since_s(t0) * 1e3);
+		sc_recv_token(fd, 'N', "burst received");
+	}
+	close(fd);
+	free(buf - 1);
+	return 0;
+}
+
+int nodelay_bulk_server(struct sc_ctx *ctx)
+{
+	uint64_t burst = nodelay_chunks() * (uint64_t)NODELAY_CHUNK, pos = 0;
+	unsigned b;
+	int fd;
+
+	sc_step("accept");
+	fd = sc_accept(ctx->lfd);
+	for (b = 0; b < NODELAY_BURSTS; b++) {
+		sc_step("every chunk's bytes, then an answer");
+		sc_recv_stream(fd, sc_seed(3), pos, burst, "chunks");
+		pos += burst;
+		sc_send_token(fd, 'N');
 	}
 	sc_expect_eof(fd, "after the bursts");
 	close(fd);
