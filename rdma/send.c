@@ -459,6 +459,8 @@ bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy, 
 		return false;
 	if (m->ring_len + m->inline_len >= RT_HOLD_TARGET)
 		return false;
+	if ((flags & RT_SEND_MORE) && !c->nodelay)
+		return true;
 	/*
 	 * A bulk stream is held even with TCP_NODELAY, which is about small
 	 * writes: QEMU sets it on every multifd channel, whose 512 KiB
@@ -469,8 +471,6 @@ bool tx_may_hold(const struct rt_conn *c, size_t call_bytes, size_t call_zcopy, 
 		return c->bulk_streak > 0;
 	if (c->nodelay)
 		return false;
-	if (flags & RT_SEND_MORE)
-		return true;
 	return !call_zcopy && c->write_streak > RT_STREAM_WRITES;
 }
 

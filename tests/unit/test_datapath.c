@@ -220,8 +220,10 @@ static void test_small_writes_held_only_in_a_stream(void **state)
 	nanosleep(&pause, NULL);
 	tx_note_write(c, true);
 	assert_false(tx_may_hold(c, 37, 0, 0));
-	/* MSG_MORE holds regardless. */
+	/* MSG_MORE holds regardless, a first bulk write too. */
 	assert_true(tx_may_hold(c, 37, 0, RT_SEND_MORE));
+	c->bulk_streak = 0;
+	assert_true(tx_may_hold(c, 131072, 131072, RT_SEND_MORE));
 	/* A bulk write is held only after another bulk write. */
 	c->bulk_streak = 0;
 	assert_false(tx_may_hold(c, 131072, 131072, 0));
