@@ -190,7 +190,7 @@ struct rt_conn {
 	unsigned sleepers;		/* threads in conn_sleep() waiting for a message */
 	unsigned sleepers_any;		/* ... waiting for any completion (their own sends) */
 	unsigned sleepers_credit;	/* ... waiting for the peer to return credit */
-	bool nodelay;			/* TCP_NODELAY: never hold a write back */
+	bool nodelay;			/* TCP_NODELAY: hold no small write, a bulk stream only briefly */
 	unsigned bulk_streak;		/* bulk writes in a row, with no read in between */
 	unsigned write_streak;		/* small copied writes in a row, nothing else in between */
 	uint64_t last_write_ms;		/* coarse clock */

@@ -25,8 +25,9 @@
  * held is sent by the next small write after bulk ones (a request or a
  * marker somebody waits for), by any read or shutdown or close of the
  * connection, by the service thread's tick if nothing was added for a
- * whole tick, or once the message is full.  TCP_NODELAY turns holding
- * off; MSG_MORE holds even a small write.
+ * whole tick, or once the message is full.  MSG_MORE holds even a small
+ * write.  Under TCP_NODELAY no small write is held, MSG_MORE or not, but a
+ * bulk stream is, with the fast tick watching its tail.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -121,6 +121,44 @@ int buffer_reuse_server(struct sc_ctx *ctx)
 }
 
 /*
+ * The end of a burst, writer's side: wait in poll(), not read, for the
+ * server's answer, which it sends once it has every byte of the burst.  A
+ * transport that batched the burst's tail and never sent it fails here.
+ */
+static void await_burst_answer(int fd, unsigned burst, char token)
+{
+	uint64_t t0;
+
+	sc_step("wait in poll, not read, for the server to have it all");
+	t0 = sc_now_ns();
+	if (!(sc_poll1(fd, POLLIN, sc_timeout_ms()) & POLLIN))
+		sc_fail("burst %u: the server never answered (its tail is stuck)", burst);
+	sc_info("burst %u: answered %.1f ms after its last write", burst, sc_since_s(t0) * 1e3);
+	sc_recv_token(fd, token, "burst received");
+}
+
+/* The server's side: nbursts bursts of len bytes of stream seed, each answered with token. */
+static int serve_bursts(struct sc_ctx *ctx, unsigned seed, uint64_t len, unsigned nbursts,
+			char token, const char *what)
+{
+	uint64_t pos = 0;
+	unsigned b;
+	int fd;
+
+	sc_step("accept");
+	fd = sc_accept(ctx->lfd);
+	for (b = 0; b < nbursts; b++) {
+		sc_step("every byte of the burst, then an answer");
+		sc_recv_stream(fd, sc_seed(seed), pos, len, what);
+		pos += len;
+		sc_send_token(fd, token);
+	}
+	sc_expect_eof(fd, "after the bursts");
+	close(fd);
+	return 0;
+}
+
+/*
  * record_stream: the copy path's counterpart.  A TLS channel writes one
  * record per call, small and never page-aligned (QEMU's: a 37-byte record
  * for an 8-byte header, then one of 4125 bytes for a page), back to back,
@@ -147,8 +185,6 @@ int record_stream_client(struct sc_ctx *ctx)
 	sc_step("connect");
 	fd = sc_connect(ctx);
 	for (b = 0; b < REC_BURSTS; b++) {
-		uint64_t t0;
-
 		sc_step("a burst of records, each buffer overwritten once written");
 		for (r = 0; r < 2 * rec_per_burst(); r++) {
 			size_t len = r % 2 ? REC_LARGE : REC_SMALL;
@@ -158,12 +194,7 @@ int record_stream_client(struct sc_ctx *ctx)
 			memset(buf, 0xa5, len);
 			pos += len;
 		}
-		sc_step("wait in poll, not read, for the server to have it all");
-		t0 = sc_now_ns();
-		if (!(sc_poll1(fd, POLLIN, sc_timeout_ms()) & POLLIN))
-			sc_fail("burst %u: the server never answered (its tail is stuck)", b);
-		sc_info("burst %u: answered %.1f ms after the last record", b, sc_since_s(t0) * 1e3);
-		sc_recv_token(fd, 'R', "burst received");
+		await_burst_answer(fd, b, 'R');
 	}
 	close(fd);
 	free(buf - 1);
@@ -172,21 +203,8 @@ int record_stream_client(struct sc_ctx *ctx)
 
 int record_stream_server(struct sc_ctx *ctx)
 {
-	uint64_t burst = rec_per_burst() * (uint64_t)(REC_SMALL + REC_LARGE), pos = 0;
-	unsigned b;
-	int fd;
-
-	sc_step("accept");
-	fd = sc_accept(ctx->lfd);
-	for (b = 0; b < REC_BURSTS; b++) {
-		sc_step("every record's bytes, then an answer");
-		sc_recv_stream(fd, sc_seed(2), pos, burst, "records");
-		pos += burst;
-		sc_send_token(fd, 'R');
-	}
-	sc_expect_eof(fd, "after the bursts");
-	close(fd);
-	return 0;
+	return serve_bursts(ctx, 2, rec_per_burst() * (uint64_t)(REC_SMALL + REC_LARGE),
+			    REC_BURSTS, 'R', "records");
 }
 
 /*
@@ -217,8 +235,6 @@ int nodelay_bulk_client(struct sc_ctx *ctx)
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
 		sc_fail("setsockopt(TCP_NODELAY): %s", strerror(errno));
 	for (b = 0; b < NODELAY_BURSTS; b++) {
-		uint64_t t0;
-
 		sc_step("a burst of bulk chunks, each buffer overwritten once written");
 		for (k = 0; k < nodelay_chunks(); k++) {
 			pat_fill(seed, pos, buf, NODELAY_CHUNK);
@@ -226,12 +242,7 @@ int nodelay_bulk_client(struct sc_ctx *ctx)
 			memset(buf, 0x5a, NODELAY_CHUNK);
 			pos += NODELAY_CHUNK;
 		}
-		sc_step("wait in poll, not read, for the server to have it all");
-		t0 = sc_now_ns();
-		if (!(sc_poll1(fd, POLLIN, sc_timeout_ms()) & POLLIN))
-			sc_fail("burst %u: the server never answered (its tail is stuck)", b);
-		sc_info("burst %u: answered %.1f ms after the last chunk", b, sc_since_s(t0) * 1e3);
-		sc_recv_token(fd, 'N', "burst received");
+		await_burst_answer(fd, b, 'N');
 	}
 	close(fd);
 	free(buf - 1);
@@ -240,19 +251,6 @@ int nodelay_bulk_client(struct sc_ctx *ctx)
 
 int nodelay_bulk_server(struct sc_ctx *ctx)
 {
-	uint64_t burst = nodelay_chunks() * (uint64_t)NODELAY_CHUNK, pos = 0;
-	unsigned b;
-	int fd;
-
-	sc_step("accept");
-	fd = sc_accept(ctx->lfd);
-	for (b = 0; b < NODELAY_BURSTS; b++) {
-		sc_step("every chunk's bytes, then an answer");
-		sc_recv_stream(fd, sc_seed(3), pos, burst, "chunks");
-		pos += burst;
-		sc_send_token(fd, 'N');
-	}
-	sc_expect_eof(fd, "after the bursts");
-	close(fd);
-	return 0;
+	return serve_bursts(ctx, 3, nodelay_chunks() * (uint64_t)NODELAY_CHUNK, NODELAY_BURSTS,
+			    'N', "chunks");
 }
