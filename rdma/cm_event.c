@@ -36,7 +36,7 @@ static void disconnected(struct rt_conn *c)
 		c->disconnecting = true;
 		rdma_disconnect(c->cm_id);
 	}
-	pthread_cond_broadcast(&c->cond);
+	conn_wake_waiters(c);
 	conn_update_events(c, false);
 	pthread_mutex_unlock(&c->lock);
 }

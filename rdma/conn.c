@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ struct rt_conn *conn_alloc(bool is_server)
 	 * maximum, so that deadline arithmetic cannot wrap.
 	 */
 	c->deadline_ms = UINT64_MAX / 2;
+	c->sleep_wake_fd = -1;
 
 	pthread_mutex_lock(&rt_g.lock);
 	c->id = ++rt_g.next_id;
@@ -101,6 +103,9 @@ static bool create_queues(struct rt_conn *c, struct rdma_cm_id *id)
 
 	c->chan = ibv_create_comp_channel(id->verbs);
 	if (!c->chan)
+		return false;
+	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->sleep_wake_fd < 0)
 		return false;
 	fl = REAL(fcntl)(c->chan->fd, F_GETFL);
 	REAL(fcntl)(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
@@ -243,6 +248,9 @@ void conn_destroy(struct rt_conn *c)
 		ibv_destroy_cq(c->cq);
 	if (c->chan)
 		ibv_destroy_comp_channel(c->chan);
+	if (c->sleep_wake_fd >= 0)
+		REAL(close)(c->sleep_wake_fd);
+	c->sleep_wake_fd = -1;
 	if (c->ring_mr)
 		ibv_dereg_mr(c->ring_mr);
 	if (c->rbuf_mr)
@@ -320,7 +328,7 @@ void conn_fail(struct rt_conn *c, int err, const char *reason)
 	c->error = err;
 	c->sticky_error = err;
 	c->end_reason = err == ETIMEDOUT ? "timeout" : err == ECONNRESET ? "reset" : "error";
-	pthread_cond_broadcast(&c->cond);
+	conn_wake_waiters(c);
 	conn_update_events(c, false);
 	conn_wake_service();
 }
@@ -411,76 +419,6 @@ bool conn_arm(struct rt_conn *c)
 	return conn_progress(c);
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/*
- * MIGRDMA_BUSY_POLL_US: poll the completion queue for up to that long
- * before paying for a sleep and a wake-up.  The lock is dropped between
- * polls so other threads can post meanwhile.  True if anything completed.
- */
-static bool spin_for_progress(struct rt_conn *c)
-{
-	uint64_t until;
-	unsigned i;
-
-	if (!rt_g.opts.busy_poll_us)
-		return false;
-	until = now_us() + rt_g.opts.busy_poll_us;
-	for (i = 1;; i++) {
-		if (conn_progress(c))
-			return true;
-		pthread_mutex_unlock(&c->lock);
-		for (unsigned k = 0; k < 32; k++)
-			__builtin_ia32_pause();
-		pthread_mutex_lock(&c->lock);
-		/* Reading the clock may be a system call: not on every turn. */
-		if (i % 16 == 0 && now_us() >= until)
-			return false;
-	}
-}
-
-bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what)
-{
-	unsigned *count = what == WAIT_SENDS ? &c->sleepers_any :
-			  what == WAIT_CREDIT ? &c->sleepers_credit : &c->sleepers;
-	unsigned ms = 1000;
-	struct timespec ts;
-	bool reaped;
-
-	if (spin_for_progress(c))
-		return true;
-	if (deadline_ms) {
-		uint64_t now = rt_now_ms();
-
-		if (now >= deadline_ms)
-			return false;
-		if (deadline_ms - now < ms)
-			ms = (unsigned)(deadline_ms - now);
-	}
-	(*count)++;
-	reaped = conn_arm(c);
-	/* Bounded so a lost wake-up costs a second, never a hang. */
-	if (!reaped) {
-		ts = rt_abs_timeout(ms);
-		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-	}
-	(*count)--;
-	return true;
-}
-
-void conn_wait(struct rt_conn *c)
-{
-	struct timespec ts = rt_abs_timeout(1000);
-
-	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-}
-
 bool rt_conn_established(struct rt_conn *c)
 {
 	bool up;
@@ -568,7 +506,7 @@ void rt_conn_close(struct rt_conn *c)
 		conn_send_ctrl(c, WIRE_OP_FIN);
 	}
 	c->deadline_ms = rt_now_ms() + RT_LINGER_MS;
-	pthread_cond_broadcast(&c->cond);
+	conn_wake_waiters(c);
 	pthread_mutex_unlock(&c->lock);
 	conn_wake_service();
 }

@@ -189,7 +189,7 @@ static void now_established(struct rt_conn *c)
 	c->last_rx_ms = rt_now_ms();
 	log_info(c->id, "RDMA connection %s %s established%s", c->is_server ? "from" : "to",
 		 where, c->auth ? " (secret verified)" : "");
-	pthread_cond_broadcast(&c->cond);
+	conn_wake_waiters(c);
 	conn_update_events(c, false);
 	if (c->is_server)
 		listener_enqueue(c);

@@ -155,6 +155,8 @@ struct rt_conn {
 	struct ibv_pd *pd;
 	struct regcache *regcache;	/* program memory registered in pd */
 	struct ibv_comp_channel *chan;
+	bool chan_taken;		/* a program thread sleeps on chan; the service thread keeps off */
+	int sleep_wake_fd;		/* eventfd: wakes the thread asleep on chan for what is not a completion */
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
 	unsigned max_sge;
@@ -338,14 +340,21 @@ void conn_fail(struct rt_conn *c, int err, const char *reason);
 void conn_update_events(struct rt_conn *c, bool newdata);
 void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h);
 void conn_local_hello(const struct rt_conn *c, struct wire_hello *h);
-/* Wait for the service thread's news (set-up), bounded to a second. */
-void conn_wait(struct rt_conn *c);
 uint64_t rt_deadline(int timeout_ms);
 /*
  * Ask for a completion event if anybody will need waking by one (lock
  * held).  Returns true if completions were reaped on the way.
  */
 bool conn_arm(struct rt_conn *c);
+/*
+ * Is a write held up only by credit (not by a busy slot or a full send
+ * queue, which only our own completions free)?  Lock held.
+ */
+bool conn_short_of_credit_only(const struct rt_conn *c);
+/* Every work request posted so far has completed (lock held). */
+bool conn_sq_idle(const struct rt_conn *c);
+
+/* sleep.c: how a program thread waits on a connection */
 /* What a sleeping thread waits for, and so which completions must wake it. */
 enum conn_wait_for {
 	WAIT_MESSAGE,		/* a message from the peer (they are all solicited) */
@@ -357,13 +366,10 @@ enum conn_wait_for {
  * connection or deadline_ms (0: none) passes; false once it has passed.
  */
 bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what);
-/*
- * Is a write held up only by credit (not by a busy slot or a full send
- * queue, which only our own completions free)?  Lock held.
- */
-bool conn_short_of_credit_only(const struct rt_conn *c);
-/* Every work request posted so far has completed (lock held). */
-bool conn_sq_idle(const struct rt_conn *c);
+/* Something a sleeper may wait for changed, other than a completion.  Lock held. */
+void conn_wake_waiters(struct rt_conn *c);
+/* Wait for the service thread's news (set-up), bounded to a second. */
+void conn_wait(struct rt_conn *c);
 
 /* defer.c: which program memory a write may leave in flight */
 /* May a write return while the device has yet to read [addr, addr+len)? */

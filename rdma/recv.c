@@ -227,7 +227,7 @@ int rt_shutdown(struct rt_conn *c, int how)
 			conn_send_ctrl(c, WIRE_OP_FIN);
 	}
 out:
-	pthread_cond_broadcast(&c->cond);
+	conn_wake_waiters(c);
 	conn_update_events(c, false);
 	pthread_mutex_unlock(&c->lock);
 	return ret;

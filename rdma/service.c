@@ -2,8 +2,9 @@
 /*
  * The service thread: the one place that reads rdma_cm events and
  * completion-channel events, runs timers (connect deadlines, keepalive,
- * close linger) and tears connections down.  Program threads only post
- * work and sleep on condition variables it signals.
+ * close linger) and tears connections down.  A program thread that has to
+ * wait sleeps on its connection's completion channel itself when no other
+ * thread does (conn_sleep), and on a condition variable otherwise.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -91,10 +92,13 @@ static void handle_cq_event(struct rt_conn *c)
 	struct ibv_cq *cq;
 	void *ctx;
 
-	if (ibv_get_cq_event(c->chan, &cq, &ctx))
-		return;
-	ibv_ack_cq_events(cq, 1);
 	pthread_mutex_lock(&c->lock);
+	/* A program thread asleep on the channel takes the event itself. */
+	if (c->chan_taken || ibv_get_cq_event(c->chan, &cq, &ctx)) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	ibv_ack_cq_events(cq, 1);
 	if (!c->destroyed) {
 		/* The request was used up; re-armed only if somebody still needs it. */
 		c->cq_armed = false;

@@ -2,9 +2,11 @@
 /*
  * Unit tests for the data path's bookkeeping that needs no device: which
  * memory a write may leave in flight (rdma/defer.c), how long a waiter
- * busy-polls (MIGRDMA_BUSY_POLL_US), when completion events are asked for,
- * and which writes may be held back for the next one to join.
+ * busy-polls (MIGRDMA_BUSY_POLL_US), how a thread asleep on the completion
+ * channel is woken, when completion events are asked for, and which
+ * writes may be held back for the next one to join.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +15,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -173,6 +177,67 @@ static void free_conn(struct rt_conn *c)
 }
 
 /*
+ * A thread asleep on its connection's completion channel (rdma/sleep.c)
+ * does not see condition-variable broadcasts.  What is not a completion
+ * (the connection failing, a close or shutdown by another thread, an
+ * rdma_cm event) must still wake it at once, not when its one-second
+ * bound runs out.  Stand-ins for the channel: an eventfd nobody writes.
+ */
+struct sleeper {
+	struct rt_conn *c;
+	uint64_t slept_us;
+	bool returned;
+};
+
+static void *sleep_once(void *arg)
+{
+	struct sleeper *s = arg;
+	uint64_t t0 = mono_us();
+
+	pthread_mutex_lock(&s->c->lock);
+	s->returned = conn_sleep(s->c, 0, WAIT_SENDS);
+	pthread_mutex_unlock(&s->c->lock);
+	s->slept_us = mono_us() - t0;
+	return NULL;
+}
+
+static void test_channel_sleeper_woken_by_failure(void **state)
+{
+	struct ibv_comp_channel chan = { .fd = eventfd(0, EFD_NONBLOCK) };
+	struct rt_conn *c = established_conn();
+	struct sleeper s = { .c = c };
+	pthread_t t;
+	bool taken = false;
+	int i;
+
+	(void)state;
+	assert_true(chan.fd >= 0);
+	c->chan = &chan;
+	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(c->sleep_wake_fd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, sleep_once, &s), 0);
+	/* Wait until it has taken the channel, then fail the connection. */
+	for (i = 0; i < 500 && !taken; i++) {
+		usleep(1000);
+		pthread_mutex_lock(&c->lock);
+		taken = c->chan_taken;
+		pthread_mutex_unlock(&c->lock);
+	}
+	assert_true(taken);
+	pthread_mutex_lock(&c->lock);
+	conn_fail(c, ECONNRESET, "the test fails it");
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(t, NULL);
+	assert_true(s.returned);
+	assert_true(s.slept_us < 500 * 1000);
+	assert_false(c->chan_taken);
+
+	close(chan.fd);
+	c->chan = NULL;
+	free_conn(c);
+}
+
+/*
  * Small copied writes (QEMU's TLS records) are held only within a stream:
  * more than RT_STREAM_WRITES in a row, no read and no pause between them.
  */
@@ -273,6 +338,7 @@ int main(void)
 		cmocka_unit_test(test_defer_modes),
 		cmocka_unit_test(test_defer_ignores_verbs_advice),
 		cmocka_unit_test(test_busy_poll_spins_its_budget),
+		cmocka_unit_test(test_channel_sleeper_woken_by_failure),
 		cmocka_unit_test(test_small_writes_held_only_in_a_stream),
 		cmocka_unit_test(test_credit_wait_is_solicited_only),
 	};
