@@ -104,11 +104,11 @@ static bool create_queues(struct rt_conn *c, struct rdma_cm_id *id)
 	c->chan = ibv_create_comp_channel(id->verbs);
 	if (!c->chan)
 		return false;
+	fl = REAL(fcntl)(c->chan->fd, F_GETFL);
+	REAL(fcntl)(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
 	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->sleep_wake_fd < 0)
 		return false;
-	fl = REAL(fcntl)(c->chan->fd, F_GETFL);
-	REAL(fcntl)(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
 	c->cq = ibv_create_cq(id->verbs, (int)(RT_SQ_DEPTH + c->nrecv), c, c->chan, 0);
 	if (!c->cq)
 		return false;

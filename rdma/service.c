@@ -333,9 +333,12 @@ void rt_for_each_internal_fd(void (*fn)(int fd, void *arg), void *arg)
 	}
 	if (devs)
 		rdma_free_devices(devs);
-	for (c = rt_g.conns; c; c = c->next_all)
+	for (c = rt_g.conns; c; c = c->next_all) {
 		if (c->chan)
 			fn(c->chan->fd, arg);
+		if (c->sleep_wake_fd >= 0)
+			fn(c->sleep_wake_fd, arg);
+	}
 out:
 	pthread_mutex_unlock(&rt_g.lock);
 }

@@ -6,6 +6,7 @@
  * directly rather than through the service thread; any others wait on the
  * condition variable, which every change they care about broadcasts.
  */
+#include <errno.h>
 #include <poll.h>
 #include <time.h>
 
@@ -69,7 +70,11 @@ static void sleep_on_channel(struct rt_conn *c, unsigned ms)
 	pthread_mutex_unlock(&c->lock);
 	REAL(poll)(p, 2, (int)ms);
 	pthread_mutex_lock(&c->lock);
-	if ((p[1].revents & POLLIN) && REAL(read)(c->sleep_wake_fd, &v, sizeof(v)) < 0)
+	/*
+	 * Drained whether or not poll saw it: a waker may have written after
+	 * poll returned, while chan_taken was still set.
+	 */
+	if (REAL(read)(c->sleep_wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_debug(c->id, "reading the sleeper's wake-up: %m");
 	if (!ibv_get_cq_event(c->chan, &cq, &ctx)) {
 		ibv_ack_cq_events(cq, 1);
@@ -86,20 +91,31 @@ void conn_wake_waiters(struct rt_conn *c)
 {
 	uint64_t one = 1;
 
+	c->wake_gen++;
 	pthread_cond_broadcast(&c->cond);
 	if (c->chan_taken && REAL(write)(c->sleep_wake_fd, &one, sizeof(one)) < 0)
 		log_debug(c->id, "waking the sleeper: %m");
+}
+
+static bool chan_sleep_ok(const struct rt_conn *c)
+{
+	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
+
+	return up && c->chan && c->sleep_wake_fd >= 0 && !c->chan_taken && !c->destroyed;
 }
 
 bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what)
 {
 	unsigned *count = what == WAIT_SENDS ? &c->sleepers_any :
 			  what == WAIT_CREDIT ? &c->sleepers_credit : &c->sleepers;
-	unsigned ms = 1000;
+	unsigned gen = c->wake_gen, ms = 1000;
 	struct timespec ts;
 	bool reaped;
 
 	if (spin_for_progress(c))
+		return true;
+	/* The spin dropped the lock: a wake-up meant for us may have come meanwhile. */
+	if (c->wake_gen != gen)
 		return true;
 	if (deadline_ms) {
 		uint64_t now = rt_now_ms();
@@ -111,8 +127,12 @@ bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what
 	}
 	(*count)++;
 	reaped = conn_arm(c);
-	/* Bounded so a lost wake-up costs a second, never a hang. */
-	if (!reaped && c->chan && !c->chan_taken && !c->destroyed && c->sleep_wake_fd >= 0) {
+	/*
+	 * Either sleep is bounded, so a lost wake-up costs a second, never a
+	 * hang.  The channel only once established: until then the set-up may
+	 * still be creating it and the queue, without the lock.
+	 */
+	if (!reaped && chan_sleep_ok(c)) {
 		sleep_on_channel(c, ms);
 		(*count)--;
 		/* The event used the request up: re-armed if others still wait. */

@@ -602,6 +602,30 @@ static int do_close_range(unsigned first, unsigned last, int flags)
 #define CR_NEXTRA 5
 
 /*
+ * The eventfds this process has open.  The case makes none of its own, so
+ * any it finds belong to whatever runs underneath it (a preload library),
+ * and a program's close_range must leave those alone.
+ */
+static int count_eventfds(void)
+{
+	char path[64], target[64];
+	int fd, n = 0;
+
+	for (fd = 0; fd < 4096; fd++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = 0;
+		if (strcmp(target, "anon_inode:[eventfd]") == 0)
+			n++;
+	}
+	return n;
+}
+
+/*
  * Both halves probe before connecting, so that on an old kernel both skip
  * instead of one of them waiting for a peer that gave up.
  */
@@ -616,7 +640,7 @@ static void close_range_probe(void)
 
 int close_range_client(struct sc_ctx *ctx)
 {
-	int c, extra[CR_NEXTRA], p[2], i;
+	int c, extra[CR_NEXTRA], p[2], i, evfds;
 
 	close_range_probe();
 	sc_step("connect");
@@ -655,11 +679,16 @@ int close_range_client(struct sc_ctx *ctx)
 	}
 
 	sc_step("close_range above the connection");
+	evfds = count_eventfds();
 	if (do_close_range((unsigned)c + 1, ~0U, 0))
 		sc_fail_errno("close_range(%d, ~0U, 0)", c + 1);
 	for (i = 0; i < CR_NEXTRA; i++)
 		if (fcntl(extra[i], F_GETFD) != -1 || errno != EBADF)
 			sc_fail("fd %d still open after close_range", extra[i]);
+	/* Regression: libmigrdma's per-connection wake-up eventfd was not spared. */
+	if (count_eventfds() != evfds)
+		sc_fail("close_range closed %d eventfd(s) the program never opened",
+			evfds - count_eventfds());
 	sc_send_stream(c, sc_seed(1), 10000, 10000, "after close_range");
 	sc_recv_token(c, 'K', "ack");
 

@@ -238,6 +238,39 @@ static void test_channel_sleeper_woken_by_failure(void **state)
 }
 
 /*
+ * Regression: with MIGRDMA_BUSY_POLL_US the sleeper spins with the lock
+ * dropped, and a failure that came meanwhile found nobody to wake: the
+ * sleeper then slept on the channel for its whole one-second bound.
+ */
+static void test_wake_during_spin_not_lost(void **state)
+{
+	struct ibv_comp_channel chan = { .fd = eventfd(0, EFD_NONBLOCK) };
+	struct rt_conn *c = established_conn();
+	struct sleeper s = { .c = c };
+	pthread_t t;
+
+	(void)state;
+	assert_true(chan.fd >= 0);
+	c->chan = &chan;
+	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(c->sleep_wake_fd >= 0);
+	rt_g.opts.busy_poll_us = 300 * 1000;
+	assert_int_equal(pthread_create(&t, NULL, sleep_once, &s), 0);
+	usleep(50 * 1000);	/* well inside the spin */
+	pthread_mutex_lock(&c->lock);
+	conn_fail(c, ECONNRESET, "the test fails it");
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(t, NULL);
+	rt_g.opts.busy_poll_us = 0;
+	assert_true(s.returned);
+	assert_true(s.slept_us < 800 * 1000);
+
+	close(chan.fd);
+	c->chan = NULL;
+	free_conn(c);
+}
+
+/*
  * Small copied writes (QEMU's TLS records) are held only within a stream:
  * more than RT_STREAM_WRITES in a row, no read and no pause between them.
  */
@@ -339,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_defer_ignores_verbs_advice),
 		cmocka_unit_test(test_busy_poll_spins_its_budget),
 		cmocka_unit_test(test_channel_sleeper_woken_by_failure),
+		cmocka_unit_test(test_wake_during_spin_not_lost),
 		cmocka_unit_test(test_small_writes_held_only_in_a_stream),
 		cmocka_unit_test(test_credit_wait_is_solicited_only),
 	};
