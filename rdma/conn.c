@@ -419,6 +419,20 @@ bool conn_arm(struct rt_conn *c)
 	return conn_progress(c);
 }
 
+bool conn_take_cq_event(struct rt_conn *c)
+{
+	struct ibv_cq *cq;
+	void *ctx;
+
+	/* The channel fd is non-blocking: no event is EAGAIN, never a wait. */
+	if (ibv_get_cq_event(c->chan, &cq, &ctx))
+		return false;
+	ibv_ack_cq_events(cq, 1);
+	/* The event used the request up. */
+	c->cq_armed = false;
+	return true;
+}
+
 bool rt_conn_established(struct rt_conn *c)
 {
 	bool up;

@@ -347,6 +347,8 @@ uint64_t rt_deadline(int timeout_ms);
  * held).  Returns true if completions were reaped on the way.
  */
 bool conn_arm(struct rt_conn *c);
+/* Take and acknowledge one pending completion event, if any (lock held). */
+bool conn_take_cq_event(struct rt_conn *c);
 /*
  * Is a write held up only by credit (not by a busy slot or a full send
  * queue, which only our own completions free)?  Lock held.

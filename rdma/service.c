@@ -89,19 +89,10 @@ void conn_wake_service(void)
 
 static void handle_cq_event(struct rt_conn *c)
 {
-	struct ibv_cq *cq;
-	void *ctx;
-
 	pthread_mutex_lock(&c->lock);
 	/* A program thread asleep on the channel takes the event itself. */
-	if (c->chan_taken || ibv_get_cq_event(c->chan, &cq, &ctx)) {
-		pthread_mutex_unlock(&c->lock);
-		return;
-	}
-	ibv_ack_cq_events(cq, 1);
-	if (!c->destroyed) {
-		/* The request was used up; re-armed only if somebody still needs it. */
-		c->cq_armed = false;
+	if (!c->chan_taken && conn_take_cq_event(c) && !c->destroyed) {
+		/* Re-armed only if somebody still needs it. */
 		conn_progress(c);
 		pthread_cond_broadcast(&c->cond);
 		conn_arm(c);

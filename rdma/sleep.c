@@ -61,9 +61,7 @@ static void sleep_on_channel(struct rt_conn *c, unsigned ms)
 		{ .fd = c->chan->fd, .events = POLLIN },
 		{ .fd = c->sleep_wake_fd, .events = POLLIN },
 	};
-	struct ibv_cq *cq;
 	uint64_t v;
-	void *ctx;
 
 	c->chan_taken = true;
 	rt_service_unwatch(c->chan->fd);
@@ -76,10 +74,7 @@ static void sleep_on_channel(struct rt_conn *c, unsigned ms)
 	 */
 	if (REAL(read)(c->sleep_wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_debug(c->id, "reading the sleeper's wake-up: %m");
-	if (!ibv_get_cq_event(c->chan, &cq, &ctx)) {
-		ibv_ack_cq_events(cq, 1);
-		c->cq_armed = false;
-	}
+	conn_take_cq_event(c);
 	c->chan_taken = false;
 	if (!c->destroyed && rt_service_watch(c->chan->fd, c))
 		log_error(c->id, "cannot watch the completion channel again: %m");
