@@ -201,20 +201,43 @@ static void *sleep_once(void *arg)
 	return NULL;
 }
 
+/* An established connection whose completion channel is chan (an eventfd). */
+static struct rt_conn *channel_conn(struct ibv_comp_channel *chan)
+{
+	struct rt_conn *c = established_conn();
+
+	chan->fd = eventfd(0, EFD_NONBLOCK);
+	assert_true(chan->fd >= 0);
+	c->chan = chan;
+	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(c->sleep_wake_fd >= 0);
+	return c;
+}
+
+static void free_channel_conn(struct rt_conn *c)
+{
+	close(c->chan->fd);
+	c->chan = NULL;		/* not a real channel: conn_destroy must not destroy it */
+	free_conn(c);
+}
+
+static void fail_locked(struct rt_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	conn_fail(c, ECONNRESET, "the test fails it");
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void test_channel_sleeper_woken_by_failure(void **state)
 {
-	struct ibv_comp_channel chan = { .fd = eventfd(0, EFD_NONBLOCK) };
-	struct rt_conn *c = established_conn();
+	struct ibv_comp_channel chan = { 0 };
+	struct rt_conn *c = channel_conn(&chan);
 	struct sleeper s = { .c = c };
 	pthread_t t;
 	bool taken = false;
 	int i;
 
 	(void)state;
-	assert_true(chan.fd >= 0);
-	c->chan = &chan;
-	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	assert_true(c->sleep_wake_fd >= 0);
 	assert_int_equal(pthread_create(&t, NULL, sleep_once, &s), 0);
 	/* Wait until it has taken the channel, then fail the connection. */
 	for (i = 0; i < 500 && !taken; i++) {
@@ -224,17 +247,12 @@ static void test_channel_sleeper_woken_by_failure(void **state)
 		pthread_mutex_unlock(&c->lock);
 	}
 	assert_true(taken);
-	pthread_mutex_lock(&c->lock);
-	conn_fail(c, ECONNRESET, "the test fails it");
-	pthread_mutex_unlock(&c->lock);
+	fail_locked(c);
 	pthread_join(t, NULL);
 	assert_true(s.returned);
 	assert_true(s.slept_us < 500 * 1000);
 	assert_false(c->chan_taken);
-
-	close(chan.fd);
-	c->chan = NULL;
-	free_conn(c);
+	free_channel_conn(c);
 }
 
 /*
@@ -244,30 +262,21 @@ static void test_channel_sleeper_woken_by_failure(void **state)
  */
 static void test_wake_during_spin_not_lost(void **state)
 {
-	struct ibv_comp_channel chan = { .fd = eventfd(0, EFD_NONBLOCK) };
-	struct rt_conn *c = established_conn();
+	struct ibv_comp_channel chan = { 0 };
+	struct rt_conn *c = channel_conn(&chan);
 	struct sleeper s = { .c = c };
 	pthread_t t;
 
 	(void)state;
-	assert_true(chan.fd >= 0);
-	c->chan = &chan;
-	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	assert_true(c->sleep_wake_fd >= 0);
 	rt_g.opts.busy_poll_us = 300 * 1000;
 	assert_int_equal(pthread_create(&t, NULL, sleep_once, &s), 0);
 	usleep(50 * 1000);	/* well inside the spin */
-	pthread_mutex_lock(&c->lock);
-	conn_fail(c, ECONNRESET, "the test fails it");
-	pthread_mutex_unlock(&c->lock);
+	fail_locked(c);
 	pthread_join(t, NULL);
 	rt_g.opts.busy_poll_us = 0;
 	assert_true(s.returned);
 	assert_true(s.slept_us < 800 * 1000);
-
-	close(chan.fd);
-	c->chan = NULL;
-	free_conn(c);
+	free_channel_conn(c);
 }
 
 /*
