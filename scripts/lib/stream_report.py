@@ -376,7 +376,10 @@ def main(out):
         f"{small_mib} MiB), topology {host.get('topology')}, {rounds} rounds",
         "",
         f"VM kernel {vm.get('kernel', '?')}, server {vm.get('server_addr', '?')}, RoCE devices "
-        f"{vm.get('devices', '?').strip()}; git {host.get('git')}; total runtime "
+        f"{vm.get('devices', '?').strip()}"
+        + {"1": " (veth flow steering on)", "0": " (veth flow steering off: --veth-reorder)"}.get(
+            vm.get("flow_steering"), "")
+        + f"; git {host.get('git')}; total runtime "
         f"{host.get('t_total')} s" + (f"; VM status {vm_rc}" if vm_rc else "")
         + f"; host {host.get('ncpu')} CPUs, load average {host.get('load_start')} at the start, "
         f"{host.get('load_end')} at the end",
