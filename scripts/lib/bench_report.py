@@ -85,6 +85,7 @@ METRICS = {
     "downtime_ms": "downtime_ms",
     "src_cpu_s": "src_cpu_s",
     "src_cpu_s_vcpu": "src_cpu_s_vcpu",
+    "dst_cpu_s": "dst_cpu_s",
     "roce_pkts": "roce_pkts_total",
     "tcp_segs": "tcp_segs_total",
     "throughput_mbit_s": "throughput_mbit_s",
@@ -256,13 +257,13 @@ def _guest_part(rep, g):
         rows.append([LABELS[t], f"{s['valid_runs']}/{s['runs']}",
                      _fmt(s["total_time_ms"]), _fmt(s["downtime_ms"]),
                      _fmt(s["src_cpu_s"], 2), _fmt(s["src_cpu_s_vcpu"], 2),
-                     _fmt(s["src_cpu_beyond_vcpu_s"], 2),
+                     _fmt(s["src_cpu_beyond_vcpu_s"], 2), _fmt(s["dst_cpu_s"], 2),
                      _fmt(s["throughput_mbit_s"], 1), _fmt(s["roce_pkts"]),
                      _fmt(s["tcp_segs"]), s["ram_identical"],
                      ",".join(s["carried_over"]) or "–"])
     parts.append("### Medians\n\n" + _table(
         ["transport", "valid runs", "total time ms", "downtime ms", "source CPU s",
-         "of it vCPU s", "beyond vCPU s", "Mbit/s", "RoCE pkts", "TCP segs", "RAM identical",
+         "of it vCPU s", "beyond vCPU s", "dest. CPU s", "Mbit/s", "RoCE pkts", "TCP segs", "RAM identical",
          "carried over"], rows))
     rows = []
     for t in TRANSPORTS:
@@ -346,6 +347,7 @@ def markdown(rep):
         rrows.append([r["round"], r["position"], r["guest"], SHORT[r["transport"]],
                       _fmt(r["total_time_ms"]), _fmt(r["downtime_ms"]),
                       _fmt(r["src_cpu_s"], 2), _fmt(r["src_cpu_beyond_vcpu_s"], 2),
+                      _fmt(r["dst_cpu_s"], 2),
                       _fmt(r["dirty_sync_count"]),
                       _fmt(r["src_syscalls_per_mib"], 1), _fmt(r["dst_syscalls_per_mib"], 1),
                       _fmt(r["roce_pkts"]), _fmt(r["tcp_segs"]),
@@ -353,13 +355,15 @@ def markdown(rep):
                       _fmt(r["wall_s"]), note])
     parts.append("## Every run\n\n" + _table(
         ["round", "#", "guest", "transport", "total ms", "downtime ms", "source CPU s",
-         "beyond vCPU s", "syncs", "src syscalls/MiB", "dst syscalls/MiB", "RoCE pkts",
+         "beyond vCPU s", "dest. CPU s", "syncs", "src syscalls/MiB", "dst syscalls/MiB", "RoCE pkts",
          "TCP segs", "RAM identical", "run s", "note"], rrows))
 
     notes = ["- Source CPU s: utime+stime of all the source QEMU's threads between "
              "`migrate` and completion (/proc/PID/stat); with a running guest it includes "
              "the vCPU thread, which spins for as long as the migration lasts, so "
              "\"beyond vCPU\" (all threads minus the vCPU thread) is the transport's share.",
+             "- Dest. CPU s: utime+stime of all the destination QEMU's threads from `migrate` "
+             "until it has loaded the state (its guest does not run before that).",
              "- Per MiB: counts over the migration window (from just before `migrate` to each "
              "side's completion) divided by the guest's RAM size in MiB, so re-sent pages count "
              "against the transport that needed them.  System calls: perf "

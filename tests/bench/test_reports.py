@@ -131,7 +131,7 @@ class StreamReport(unittest.TestCase):
 
 
 class MigrationReport(unittest.TestCase):
-    def _tls_run(self, out, rnd, pos, transport, total_ms, roce):
+    def _tls_run(self, out, rnd, pos, transport, total_ms, roce, dst_cpu=None):
         base = os.path.join(out, "runs", f"r{rnd}-idle-{transport}")
         _write(base + ".run.json", json.dumps(
             {"round": rnd, "transport": transport, "guest": "idle", "position": pos,
@@ -139,7 +139,8 @@ class MigrationReport(unittest.TestCase):
         _write(base + ".json", json.dumps(
             {"status": "completed", "ram_identical": True, "size_mib": 256,
              "total_time_ms": total_ms, "downtime_ms": 200, "src_cpu_s": 10.0,
-             "src_cpu_s_vcpu": 0.0, "roce_pkts_total": roce, "checks": []}))
+             "src_cpu_s_vcpu": 0.0, "dst_cpu_s": dst_cpu, "roce_pkts_total": roce,
+             "checks": []}))
 
     def test_tls_targets(self):
         # Regression: the absolute packet target (no peer) once put a None
@@ -151,15 +152,20 @@ class MigrationReport(unittest.TestCase):
                     [(10000, 14000, 290 * 256), (10000, 16000, 310 * 256),
                      (12000, 13200, 280 * 256)], 1):
                 self._tls_run(out, rnd, 1, "tcp-tls", tcp_ms, 0)
-                self._tls_run(out, rnd, 2, "migrdma-tls", mig_ms, pkts)
+                self._tls_run(out, rnd, 2, "migrdma-tls", mig_ms, pkts, dst_cpu=rnd + 0.25)
             rep = bench_report.build(out)
             t = rep["guests"]["idle"]["targets"]
             self.assertAlmostEqual(t["tls_time_vs_tcp"]["median"], 1.4)
             self.assertTrue(t["tls_time_vs_tcp"]["met"])
             self.assertAlmostEqual(t["tls_roce_pkts"]["median"], 290.0)
             self.assertTrue(t["tls_roce_pkts"]["met"])
+            # The destination's CPU is reported beside the source's.
+            self.assertAlmostEqual(
+                rep["guests"]["idle"]["transports"]["migrdma-tls"]["dst_cpu_s"], 2.25)
             with open(os.path.join(out, "migration-bench.md")) as f:
-                self.assertIn("TLS: RoCE packets per MiB <= 300", f.read())
+                md = f.read()
+            self.assertIn("TLS: RoCE packets per MiB <= 300", md)
+            self.assertIn("| dest. CPU s |", md)
 
 
 if __name__ == "__main__":
