@@ -170,6 +170,32 @@ def tail(path, n=8):
         return []
 
 
+def rxe_resends(d):
+    """rxe's own view of packets lost to reordering in one run: NAKs the
+    senders received (rcvd_seq_err) and packets the receivers had already
+    seen (duplicate_request), summed over the devices; None without the
+    counter files."""
+    def load(path):
+        vals = {}
+        try:
+            with open(path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3 and parts[2].isdigit():
+                        vals[(parts[0], parts[1])] = int(parts[2])
+        except OSError:
+            return None
+        return vals
+    before = load(os.path.join(d, "rxe-counters.before"))
+    after = load(os.path.join(d, "rxe-counters.after"))
+    if before is None or after is None:
+        return None
+    out = {}
+    for name in ("rcvd_seq_err", "duplicate_request"):
+        out[name] = sum(v - before.get(k, 0) for k, v in after.items() if k[1] == name)
+    return out
+
+
 def load_run(d, name, m):
     res = kv(os.path.join(d, "result"))
     t = m.group(3)
@@ -183,7 +209,7 @@ def load_run(d, name, m):
         "send_rc": res.get("send_rc", "NA"), "recv_rc": res.get("recv_rc", "NA"),
         "elapsed_s": (round(float(res["t_end"]) - float(res["t_start"]), 3)
                       if res.get("t_start") and res.get("t_end") else None),
-        "roce_pkts": roce, "roce_pkts_per_dev": roce_per,
+        "roce_pkts": roce, "roce_pkts_per_dev": roce_per, "rxe_resends": rxe_resends(d),
         "tcp_segs": tcp, "tcp_segs_per_ns": tcp_per,
         "perf": {s: perf_counts(os.path.join(d, f"perf-{s}.csv")) for s in ("send", "recv")},
         "time": {s: time_counts(os.path.join(d, f"time-{s}")) for s in ("send", "recv")},
@@ -314,6 +340,7 @@ def main(out):
             "runs": len(rs), "runs_ok": len(ok), "rounds_steady": len(pairs),
             "gbit_s": med(r["gbit_s"] for r in bigs),
             "gbit_s_all": [r["gbit_s"] for r in bigs],
+            "resends_all": [r["rxe_resends"] for r in bigs if r.get("rxe_resends")],
             "roce_pkts_total": med(r["roce_pkts"] for r in bigs),
             "tcp_segs_total": med(r["tcp_segs"] for r in bigs),
             "carried_by": sorted({r["carried_by"] for r in ok}) or ["n/a"],
@@ -377,7 +404,7 @@ def main(out):
         "",
         f"VM kernel {vm.get('kernel', '?')}, server {vm.get('server_addr', '?')}, RoCE devices "
         f"{vm.get('devices', '?').strip()}"
-        + {"1": " (veth flow steering on)", "0": " (veth flow steering off: --veth-reorder)"}.get(
+        + {"1": " (veth in order: flow steering)", "0": " (plain veth: --veth-reorder)"}.get(
             vm.get("flow_steering"), "")
         + f"; git {host.get('git')}; total runtime "
         f"{host.get('t_total')} s" + (f"; VM status {vm_rc}" if vm_rc else "")
@@ -436,6 +463,9 @@ def main(out):
                 f"involuntary cs/MiB src {fmt(s['per_mib']['send']['ivcs'], 2)}, "
                 f"dst {fmt(s['per_mib']['recv']['ivcs'], 2)}",
                 f"Gbit/s per round {', '.join(fmt(g, 3) for g in s['gbit_s_all'])}"]
+        if s.get("resends_all"):
+            bits.append("rxe NAKs and duplicate packets per run " + ", ".join(
+                f"{x['rcvd_seq_err']}/{x['duplicate_request']}" for x in s["resends_all"]))
         if t == "migrdma" and s.get("zerocopy_share") is not None:
             bits.append(f"zero-copy share {fmt(s['zerocopy_share'] * 100, 1)} %")
         extra.append(f"- {t}: " + "; ".join(bits) + ".")

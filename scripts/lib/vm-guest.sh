@@ -161,18 +161,17 @@ two)
 	echo 0 >/proc/sys/net/ipv4/conf/all/rp_filter
 	run ip link set veth_src up
 	run ip link set veth_dst up
-	# Packet order.  A veth hands each packet to the receive backlog of
-	# the CPU that sent it.  rxe sends a QP's packets from whichever CPU
-	# runs its requester at the moment (the posting thread, or the softirq
-	# that took an ACK), so a burst from one CPU can overtake the tail of a
-	# burst from the other.  The responder then NAKs the gap and the
-	# requester resends: measured 2026-12-06, 35-48 NAKs and 1000-1500
-	# duplicate packets per 256 MiB stream, about 7 extra packets per MiB
-	# and a quarter less throughput.  A wire or a NIC keeps one QP's packets
-	# in order; receive flow steering (RPS over all CPUs) does the same
-	# here, because every packet of one UDP flow, i.e. of one QP, then goes
-	# to the same CPU's backlog.  --veth-reorder turns it off.
-	if [ "${VM_FLOW_STEERING:-1}" = 1 ]; then
+	# Packet order (--veth-in-order; scripts/VM.md).  A veth queues each
+	# packet on the receive backlog of the CPU that sent it, and rxe sends
+	# one QP's packets from whichever CPU runs its requester (the posting
+	# thread, or the softirq that took an ACK), so a burst from one CPU can
+	# overtake the tail of one from the other; the responder NAKs the gap
+	# and the requester resends.  Receive flow steering over all CPUs sends
+	# every packet of one UDP flow, i.e. one QP, to one CPU's backlog, so
+	# they stay in order, as on a wire.  It costs an inter-processor
+	# interrupt per batch, which under TCG adds latency, so it is not the
+	# default.
+	if [ "${VM_FLOW_STEERING:-0}" = 1 ]; then
 		rps_mask=$(printf '%x' $(((1 << $(nproc)) - 1)))
 		for dev in veth_src veth_dst; do
 			echo "$rps_mask" >"/sys/class/net/$dev/queues/rx-0/rps_cpus" ||
@@ -204,7 +203,7 @@ two)
 	done
 	topo_env=(VM_TOPOLOGY=two SRC_NS=src DST_NS=dst SRC_ADDR=198.18.0.1 DST_ADDR=198.18.0.2
 		SRC_DEV=rxe_src DST_DEV=rxe_dst SRC_NETDEV=veth_src DST_NETDEV=veth_dst VM_NETNS_SHARED=1
-		VM_FLOW_STEERING="${VM_FLOW_STEERING:-1}")
+		VM_FLOW_STEERING="${VM_FLOW_STEERING:-0}")
 	;;
 *)
 	fail "unknown topology '$VM_TOPOLOGY'"

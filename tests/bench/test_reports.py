@@ -88,6 +88,14 @@ def _run(root, idx, rnd, mib, syscalls, vcs, cpu, roce, futex=0):
            "tcp src 10\n")
     _write(os.path.join(d, "counters.after"), f"roce rxe_src {100 + roce}\nroce rxe_dst 50\n"
            "tcp src 12\n")
+    # rxe's hw_counters as bench-stream saves them: 3 NAKs at the sender
+    # and 40 duplicates at the receiver in the big run.
+    _write(os.path.join(d, "rxe-counters.before"), "rxe_src rcvd_seq_err 5\n"
+           "rxe_dst duplicate_request 7\nrxe_dst rcvd_seq_err 0\nsoftnet cpu0.dropped 0\n")
+    big = mib > 8
+    _write(os.path.join(d, "rxe-counters.after"), f"rxe_src rcvd_seq_err {5 + 3 * big}\n"
+           f"rxe_dst duplicate_request {7 + 40 * big}\nrxe_dst rcvd_seq_err 0\n"
+           "softnet cpu0.dropped 0\n")
 
 
 class StreamReport(unittest.TestCase):
@@ -124,6 +132,9 @@ class StreamReport(unittest.TestCase):
             self.assertAlmostEqual(pm["recv"]["syscalls"], 56 * 20 / dmib, places=6)
             self.assertAlmostEqual(pm["recv"]["cpu_s_per_gib"], 112 / dmib, places=6)
             self.assertAlmostEqual(pm["roce_pkts"], 56 * 260 / dmib, places=6)
+            # rxe's resends of the big run are reported as they were counted.
+            self.assertEqual(rep["summary"]["migrdma"]["resends_all"],
+                             [{"rcvd_seq_err": 3, "duplicate_request": 40}])
             res = {t["key"]: t["result"] for t in rep["targets"]}
             self.assertEqual(res, {"src_syscalls": "PASS", "src_vcs": "PASS",
                                    "dst_syscalls": "MISS", "dst_vcs": "MISS",
