@@ -21,7 +21,7 @@ trap 'rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/../lib/check.sh"
 
 # --- bad arguments: refused up front -----------------------------------------------
-for args in "--topology three -- true" "--timeout 0 -- true" "--share $tmp/missing -- true" "--bogus -- true" "--"; do
+for args in "--topology one --veth-in-order -- true" "--topology three -- true" "--timeout 0 -- true" "--share $tmp/missing -- true" "--bogus -- true" "--"; do
 	rc=0
 	# shellcheck disable=SC2086 # word lists on purpose
 	"$vm_run" $args >"$tmp/out" 2>&1 || rc=$?
