@@ -175,25 +175,13 @@ def rxe_resends(d):
     senders received (rcvd_seq_err) and packets the receivers had already
     seen (duplicate_request), summed over the devices; None without the
     counter files."""
-    def load(path):
-        vals = {}
-        try:
-            with open(path) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) == 3 and parts[2].isdigit():
-                        vals[(parts[0], parts[1])] = int(parts[2])
-        except OSError:
-            return None
-        return vals
-    before = load(os.path.join(d, "rxe-counters.before"))
-    after = load(os.path.join(d, "rxe-counters.after"))
-    if before is None or after is None:
+    before = counters(os.path.join(d, "rxe-counters.before"))
+    after = counters(os.path.join(d, "rxe-counters.after"))
+    if not before or not after:
         return None
-    out = {}
-    for name in ("rcvd_seq_err", "duplicate_request"):
-        out[name] = sum(v - before.get(k, 0) for k, v in after.items() if k[1] == name)
-    return out
+    return {name: sum(v - (before.get(k) or 0) for k, v in after.items()
+                      if k[1] == name and v is not None)
+            for name in ("rcvd_seq_err", "duplicate_request")}
 
 
 def load_run(d, name, m):

@@ -11,7 +11,10 @@
 #             same stream usually draws several of each.
 set -u
 
-. "$(dirname "$0")/../lib/check.sh"
+here=$(dirname "$0")
+. "$here/../lib/check.sh"
+# shellcheck source=../../scripts/lib/vm-counters.sh
+. "${VM_LIB:-$here/../../scripts/lib}/vm-counters.sh"
 
 expect=${1:?usage: check_veth_order.sh 0|1 [QSTREAM LIBMIGRDMA]}
 qstream=${2:-}
@@ -40,12 +43,11 @@ for dev in "$SRC_NETDEV" "$DST_NETDEV"; do
 done
 
 if [ "$expect" = 1 ]; then
-	counter() { cat "/sys/class/infiniband/$1/ports/1/hw_counters/$2"; }
 	tmp=$(mktemp -d /tmp/veth_order.XXXXXX)
 	port=24791
-	naks0=$(counter "$SRC_DEV" rcvd_seq_err)
-	oos0=$(counter "$DST_DEV" out_of_seq_request)
-	pkts0=$(counter "$SRC_DEV" sent_pkts)
+	naks0=$(roce_counter "$SRC_DEV" rcvd_seq_err)
+	oos0=$(roce_counter "$DST_DEV" out_of_seq_request)
+	pkts0=$(roce_sent_pkts "$SRC_DEV")
 	env LD_PRELOAD="$lib" MIGRDMA_TARGETS="$DST_ADDR:$port" \
 		timeout 120 "$qstream" recv "$port" "$DST_ADDR" >"$tmp/recv.json" 2>"$tmp/recv.err" &
 	rpid=$!
@@ -59,9 +61,9 @@ if [ "$expect" = 1 ]; then
 	src=$?
 	wait "$rpid"
 	rrc=$?
-	naks=$(($(counter "$SRC_DEV" rcvd_seq_err) - naks0))
-	oos=$(($(counter "$DST_DEV" out_of_seq_request) - oos0))
-	pkts=$(($(counter "$SRC_DEV" sent_pkts) - pkts0))
+	naks=$(($(roce_counter "$SRC_DEV" rcvd_seq_err) - naks0))
+	oos=$(($(roce_counter "$DST_DEV" out_of_seq_request) - oos0))
+	pkts=$(($(roce_sent_pkts "$SRC_DEV") - pkts0))
 	if [ "$src" = 0 ] && [ "$rrc" = 0 ] && grep -q '"verified": *true' "$tmp/recv.json"; then
 		pass "64 MiB stream arrived byte-exact"
 	else
