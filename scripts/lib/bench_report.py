@@ -96,6 +96,18 @@ METRICS = {
 DERIVED = ["src_cpu_beyond_vcpu_s", "src_syscalls_per_mib", "src_waits_per_mib",
            "src_vcs_per_mib", "dst_syscalls_per_mib", "dst_waits_per_mib", "dst_vcs_per_mib",
            "roce_pkts_per_mib"]
+# Where the source QEMU switched over (scripts/migrate --switchover,
+# scripts/lib/switchover.py): metric name -> (its key, scale).  The
+# bandwidth estimate is bytes/ms, reported as MB/s.
+SWITCHOVER = {
+    "so_bandwidth_mb_s": ("bandwidth_bytes_per_ms", 1e-3),
+    "so_threshold_mib": ("threshold_bytes", 1 / (1 << 20)),
+    "so_pending_mib": ("pending_bytes", 1 / (1 << 20)),
+    "so_landing": ("landing", 1),
+    "so_lock_ms": ("lock_ms", 1),
+    "so_pause_ms": ("pause_ms", 1),
+}
+DERIVED += list(SWITCHOVER)
 
 
 def _median(values):
@@ -137,6 +149,9 @@ def load_runs(out):
             for what in ("syscalls", "waits", "vcs"):
                 v = (perf.get(side) or {}).get(what)
                 run[f"{side}_{what}_per_mib"] = v / size if v is not None and size else None
+        so = res.get("switchover") or {}
+        for name, (key, scale) in SWITCHOVER.items():
+            run[name] = so[key] * scale if so.get(key) is not None else None
         roce = res.get("roce_pkts_total")
         run["roce_pkts_per_mib"] = roce / size if roce is not None and size else None
         run["status"] = res.get("status")
@@ -286,6 +301,25 @@ def _guest_part(rep, g):
                 for c in names]
         parts.append("### System calls per MiB by name (medians)\n\n" + _table(
             ["call"] + [f"{SHORT[t]} {side}" for t, side in cols], rows))
+    rows = []
+    for t in TRANSPORTS:
+        s = per.get(t)
+        if not s or s.get("so_landing") is None:
+            continue
+        rows.append([LABELS[t], _fmt(s["so_bandwidth_mb_s"], 1), _fmt(s["so_threshold_mib"], 1),
+                     _fmt(s["so_pending_mib"], 1), _fmt(s["so_landing"], 2),
+                     _fmt(s["so_lock_ms"], 1), _fmt(s["so_pause_ms"], 1),
+                     _fmt(s["downtime_ms"])])
+    if rows:
+        parts.append(
+            "### Switchover (medians; source QEMU's trace)\n\n"
+            "QEMU stops the guest once the RAM it has still to send (pending) is under its "
+            "bandwidth estimate times downtime-limit (threshold). Landing is pending over "
+            "threshold: how far under it the migration happened to be when QEMU looked. "
+            "BQL ms is the wait for the big lock before the downtime clock starts; pause ms "
+            "the vCPUs' stop, inside the downtime.\n\n" + _table(
+                ["transport", "bandwidth estimate MB/s", "threshold MiB", "pending MiB",
+                 "landing", "BQL ms", "pause ms", "downtime ms"], rows))
     trows = []
     for key, r in rat.items():
         per_round = ", ".join(f"r{x['round']}: {x['ratio']:.2f}" for x in r["per_round"]) or "–"
@@ -348,14 +382,15 @@ def markdown(rep):
                       _fmt(r["total_time_ms"]), _fmt(r["downtime_ms"]),
                       _fmt(r["src_cpu_s"], 2), _fmt(r["src_cpu_beyond_vcpu_s"], 2),
                       _fmt(r["dst_cpu_s"], 2),
-                      _fmt(r["dirty_sync_count"]),
+                      _fmt(r["dirty_sync_count"]), _fmt(r["so_pending_mib"], 1),
+                      _fmt(r["so_landing"], 2),
                       _fmt(r["src_syscalls_per_mib"], 1), _fmt(r["dst_syscalls_per_mib"], 1),
                       _fmt(r["roce_pkts"]), _fmt(r["tcp_segs"]),
                       {True: "yes", False: "**NO**", None: "–"}[r["ram_identical"]],
                       _fmt(r["wall_s"]), note])
     parts.append("## Every run\n\n" + _table(
         ["round", "#", "guest", "transport", "total ms", "downtime ms", "source CPU s",
-         "beyond vCPU s", "dest. CPU s", "syncs", "src syscalls/MiB", "dst syscalls/MiB", "RoCE pkts",
+         "beyond vCPU s", "dest. CPU s", "syncs", "pending MiB", "landing", "src syscalls/MiB", "dst syscalls/MiB", "RoCE pkts",
          "TCP segs", "RAM identical", "run s", "note"], rrows))
 
     notes = ["- Source CPU s: utime+stime of all the source QEMU's threads between "

@@ -1,7 +1,9 @@
 """Checks of the benchmarks' arithmetic without a VM: the realistic guest's
 RAM layout (scripts/lib/guest_ram.py) and bench-stream's steady state and
-targets (scripts/lib/stream_report.py) and bench-migration's TLS targets
-(scripts/lib/bench_report.py) on hand-made run directories.
+targets (scripts/lib/stream_report.py), bench-migration's TLS targets and
+switchover table (scripts/lib/bench_report.py) on hand-made run
+directories, and the switchover parser (scripts/lib/switchover.py) on
+QEMU 7.2 and 10.0 trace lines.
 
     python3 tests/bench/test_reports.py   (ctest: bench.reports)
 """
@@ -18,6 +20,7 @@ sys.dont_write_bytecode = True
 import bench_report  # noqa: E402
 import guest_ram  # noqa: E402
 import stream_report  # noqa: E402
+import switchover  # noqa: E402
 
 MIB = 1 << 20
 PAGE = 4096
@@ -177,6 +180,85 @@ class MigrationReport(unittest.TestCase):
                 md = f.read()
             self.assertIn("TLS: RoCE packets per MiB <= 300", md)
             self.assertIn("| dest. CPU s |", md)
+
+
+# Trace lines as QEMU 7.2 writes them; 10.0 adds switchover_bw.
+TRACE_72 = """\
+# ip netns exec src qemu-system-x86_64 ...
+237@1796579852.881178:migrate_transferred transferred 5782554 time_spent 103 bandwidth 56141 max_size 16842390
+237@1796579853.087065:migrate_transferred transferred 15242292 time_spent 204 bandwidth 74717 max_size 22415135
+237@1796579853.116400:migration_thread_low_pending 18149376
+237@1796579853.121000:runstate_set current_run_state 9 (running) new_state 4 (finish-migrate)
+237@1796579853.125500:vm_state_notify running 0 reason 4 (finish-migrate)
+237@1796579853.127893:migration_completion_vm_stop ret 0
+237@1796579853.389583:migration_thread_after_loop
+237@1796579853.390000:runstate_set current_run_state 4 (finish-migrate) new_state 8 (postmigrate)
+"""
+TRACE_10 = """\
+99@100.000000:migrate_transferred transferred 1000 time_spent 100 bandwidth 10 switchover_bw 0 max_size 3000
+99@100.500000:migrate_transferred transferred 2000 time_spent 100 bandwidth 20 switchover_bw 0 max_size 6000
+99@100.600000:migration_thread_low_pending 1500
+99@100.601000:runstate_set current_run_state 9 (running) new_state 4 (finish-migrate)
+99@100.603000:vm_state_notify running 0 reason 4 (finish-migrate)
+99@100.604000:migration_completion_vm_stop ret 0
+"""
+
+
+class Switchover(unittest.TestCase):
+    def test_qemu_72(self):
+        so = switchover.parse(TRACE_72.splitlines())
+        # The window before the decision counts, not an earlier one.
+        self.assertEqual(so["threshold_bytes"], 22415135)
+        self.assertEqual(so["bandwidth_bytes_per_ms"], 74717)
+        self.assertEqual(so["pending_bytes"], 18149376)
+        self.assertAlmostEqual(so["landing"], 0.81)
+        self.assertAlmostEqual(so["lock_ms"], 4.6)
+        self.assertAlmostEqual(so["pause_ms"], 4.5)
+        self.assertAlmostEqual(so["stop_ms"], 11.5)
+
+    def test_qemu_10(self):
+        so = switchover.parse(TRACE_10.splitlines())
+        self.assertEqual(so["threshold_bytes"], 6000)
+        self.assertEqual(so["bandwidth_bytes_per_ms"], 20)
+        self.assertAlmostEqual(so["landing"], 0.25)
+        self.assertAlmostEqual(so["lock_ms"], 1.0)
+        self.assertAlmostEqual(so["pause_ms"], 2.0)
+
+    def test_no_switchover(self):
+        # Postcopy or a failed run: no low_pending line, nothing to report.
+        lines = TRACE_72.splitlines()
+        self.assertIsNone(switchover.parse([x for x in lines if "low_pending" not in x]))
+        self.assertIsNone(switchover.parse([]))
+
+    def test_report_table(self):
+        with tempfile.TemporaryDirectory() as out:
+            os.makedirs(os.path.join(out, "runs"))
+            _write(os.path.join(out, "bench-meta.json"), json.dumps({"guests": ["dirty"]}))
+            for rnd, (mine, native) in enumerate([(0.8, 0.3), (0.9, 0.85), (0.7, 0.25)], 1):
+                for pos, (t, landing) in enumerate(
+                        [("migrdma", mine), ("qemu-rdma", native)], 1):
+                    base = os.path.join(out, "runs", f"r{rnd}-dirty-{t}")
+                    _write(base + ".run.json", json.dumps(
+                        {"round": rnd, "transport": t, "guest": "dirty", "position": pos,
+                         "rc": 0, "wall_s": 20}))
+                    _write(base + ".json", json.dumps(
+                        {"status": "completed", "ram_identical": True, "size_mib": 512,
+                         "total_time_ms": 9000, "downtime_ms": 200, "checks": [],
+                         "switchover": {"pending_bytes": int(landing * 20 * MIB),
+                                        "threshold_bytes": 20 * MIB,
+                                        "bandwidth_bytes_per_ms": 70000,
+                                        "landing": landing, "lock_ms": 2.0,
+                                        "pause_ms": 3.0, "stop_ms": 6.0}}))
+            rep = bench_report.build(out)
+            per = rep["guests"]["dirty"]["transports"]
+            self.assertAlmostEqual(per["migrdma"]["so_landing"], 0.8)
+            self.assertAlmostEqual(per["qemu-rdma"]["so_landing"], 0.3)
+            self.assertAlmostEqual(per["migrdma"]["so_pending_mib"], 16.0, places=3)
+            self.assertAlmostEqual(per["migrdma"]["so_bandwidth_mb_s"], 70.0)
+            with open(os.path.join(out, "migration-bench.md")) as f:
+                md = f.read()
+            self.assertIn("### Switchover", md)
+            self.assertIn("| libmigrdma | 70.0 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 200 |", md)
 
 
 if __name__ == "__main__":

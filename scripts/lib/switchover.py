@@ -1,0 +1,91 @@
+"""Where a precopy migration switched over, read from the source QEMU's trace.
+
+QEMU stops the guest once the RAM it still has to send (the "pending"
+bytes) is below a threshold: its bandwidth estimate over the last window
+times downtime-limit.  How far under the threshold a migration lands
+decides most of its downtime, and that landing depends on how much QEMU
+sends between two looks at the pending bytes, not on the transport's
+speed.  scripts/migrate --switchover enables the trace events this reads
+(QEMU 7.2 and 10.0 both have them):
+
+  migrate_transferred           every window: bandwidth (bytes/ms), max_size
+  migration_thread_low_pending  the pending bytes that let QEMU stop the guest
+  runstate_set ... (finish-migrate)
+                                the migration thread holds the BQL; QEMU's
+                                downtime clock has just started
+  vm_state_notify running 0     the vCPUs are paused
+  migration_completion_vm_stop  the guest is stopped, its disks flushed
+
+A trace line reads "PID@SECONDS.MICROS:EVENT ARGS".
+"""
+
+import re
+
+EVENTS = ("migrate_transferred", "migration_thread_low_pending", "runstate_set",
+          "vm_state_notify", "migration_completion_vm_stop")
+
+_LINE = re.compile(r"^\d+@(\d+\.\d+):(\w+)\s*(.*)$")
+_FIELD = re.compile(r"(\w+) (-?\d+)")
+
+
+def parse(lines):
+    """The last switchover in LINES, or None when there is none (postcopy,
+    a failed run, tracing off): {"pending_bytes", "threshold_bytes",
+    "bandwidth_bytes_per_ms", "landing", "lock_ms", "pause_ms", "stop_ms"}.
+    landing is pending over threshold.  From the decision, lock_ms is the
+    wait for the BQL (before QEMU's downtime clock starts), pause_ms the
+    time the vCPUs took to stop (inside the downtime), stop_ms everything
+    up to the stopped guest."""
+    window = None
+    found = None
+    for line in lines:
+        m = _LINE.match(line)
+        if not m:
+            continue
+        t, event, args = float(m.group(1)), m.group(2), m.group(3)
+        if event == "migrate_transferred":
+            window = {k: int(v) for k, v in _FIELD.findall(args)}
+        elif event == "migration_thread_low_pending":
+            words = args.split()
+            if not words or not words[0].isdigit():
+                continue
+            found = {"t": t, "pending": int(words[0]), "window": window,
+                     "lock": None, "pause": None, "stop": None}
+        elif not found:
+            continue
+        elif (event == "runstate_set" and found["lock"] is None
+              and args.endswith("(finish-migrate)")):
+            found["lock"] = t
+        elif (event == "vm_state_notify" and found["lock"] is not None
+              and found["pause"] is None and args.startswith("running 0")):
+            found["pause"] = t
+        elif event == "migration_completion_vm_stop" and found["stop"] is None:
+            found["stop"] = t
+    if found is None:
+        return None
+    w = found["window"] or {}
+    threshold = w.get("max_size")
+    pending = found["pending"]
+    return {
+        "pending_bytes": pending,
+        "threshold_bytes": threshold,
+        "bandwidth_bytes_per_ms": w.get("bandwidth"),
+        "landing": round(pending / threshold, 3) if threshold else None,
+        "lock_ms": _ms(found["t"], found["lock"]),
+        "pause_ms": _ms(found["lock"], found["pause"]),
+        "stop_ms": _ms(found["t"], found["stop"]),
+    }
+
+
+def _ms(start, end):
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000, 1)
+
+
+def parse_file(path):
+    try:
+        with open(path, errors="replace") as f:
+            return parse(f)
+    except OSError:
+        return None
