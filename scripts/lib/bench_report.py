@@ -107,7 +107,7 @@ SWITCHOVER = {
     "so_lock_ms": ("lock_ms", 1),
     "so_pause_ms": ("pause_ms", 1),
 }
-DERIVED += list(SWITCHOVER)
+DERIVED += list(SWITCHOVER) + ["so_downtime_ms_per_mib"]
 
 
 def _median(values):
@@ -152,6 +152,11 @@ def load_runs(out):
         so = res.get("switchover") or {}
         for name, (key, scale) in SWITCHOVER.items():
             run[name] = so[key] * scale if so.get(key) is not None else None
+        # What the transport controls once QEMU has decided: how long the
+        # downtime lasts per MiB that was left.  How much was left is
+        # QEMU's landing.
+        down, left = res.get("downtime_ms"), run["so_pending_mib"]
+        run["so_downtime_ms_per_mib"] = down / left if down is not None and left else None
         roce = res.get("roce_pkts_total")
         run["roce_pkts_per_mib"] = roce / size if roce is not None and size else None
         run["status"] = res.get("status")
@@ -309,7 +314,7 @@ def _guest_part(rep, g):
         rows.append([LABELS[t], _fmt(s["so_bandwidth_mb_s"], 1), _fmt(s["so_threshold_mib"], 1),
                      _fmt(s["so_pending_mib"], 1), _fmt(s["so_landing"], 2),
                      _fmt(s["so_lock_ms"], 1), _fmt(s["so_pause_ms"], 1),
-                     _fmt(s["downtime_ms"])])
+                     _fmt(s["downtime_ms"]), _fmt(s["so_downtime_ms_per_mib"], 1)])
     if rows:
         parts.append(
             "### Switchover (medians; source QEMU's trace)\n\n"
@@ -317,9 +322,11 @@ def _guest_part(rep, g):
             "bandwidth estimate times downtime-limit (threshold). Landing is pending over "
             "threshold: how far under it the migration happened to be when QEMU looked. "
             "BQL ms is the wait for the big lock before the downtime clock starts; pause ms "
-            "the vCPUs' stop, inside the downtime.\n\n" + _table(
-                ["transport", "bandwidth estimate MB/s", "threshold MiB", "pending MiB",
-                 "landing", "BQL ms", "pause ms", "downtime ms"], rows))
+            "the vCPUs' stop, inside the downtime. Downtime per pending MiB (median of the "
+            "runs' quotients) is the part the transport controls once QEMU has decided.\n\n"
+            + _table(["transport", "bandwidth estimate MB/s", "threshold MiB", "pending MiB",
+                      "landing", "BQL ms", "pause ms", "downtime ms",
+                      "downtime ms per pending MiB"], rows))
     trows = []
     for key, r in rat.items():
         per_round = ", ".join(f"r{x['round']}: {x['ratio']:.2f}" for x in r["per_round"]) or "–"

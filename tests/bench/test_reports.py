@@ -258,7 +258,10 @@ class Switchover(unittest.TestCase):
             with open(os.path.join(out, "migration-bench.md")) as f:
                 md = f.read()
             self.assertIn("### Switchover", md)
-            self.assertIn("| libmigrdma | 70.0 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 200 |", md)
+            self.assertIn("| libmigrdma | 70.0 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 200 | 12.5 |",
+                          md)
+            # 200 ms over 0.3 x 20 MiB left
+            self.assertAlmostEqual(per["qemu-rdma"]["so_downtime_ms_per_mib"], 200 / 6.0)
 
 
 if __name__ == "__main__":
