@@ -98,16 +98,17 @@ DERIVED = ["src_cpu_beyond_vcpu_s", "src_syscalls_per_mib", "src_waits_per_mib",
            "roce_pkts_per_mib"]
 # Where the source QEMU switched over (scripts/migrate --switchover,
 # scripts/lib/switchover.py): metric name -> (its key, scale).  The
-# bandwidth estimate is bytes/ms, reported as MB/s.
+# bandwidth estimate is bytes/ms, reported as MiB/s like the threshold,
+# which is that times downtime-limit.
 SWITCHOVER = {
-    "so_bandwidth_mb_s": ("bandwidth_bytes_per_ms", 1e-3),
+    "so_bandwidth_mib_s": ("bandwidth_bytes_per_ms", 1000 / (1 << 20)),
     "so_threshold_mib": ("threshold_bytes", 1 / (1 << 20)),
     "so_pending_mib": ("pending_bytes", 1 / (1 << 20)),
     "so_landing": ("landing", 1),
     "so_lock_ms": ("lock_ms", 1),
     "so_pause_ms": ("pause_ms", 1),
 }
-DERIVED += list(SWITCHOVER) + ["so_downtime_ms_per_mib"]
+DERIVED += list(SWITCHOVER) + ["so_downtime_ms", "so_downtime_ms_per_mib"]
 
 
 def _median(values):
@@ -154,9 +155,12 @@ def load_runs(out):
             run[name] = so[key] * scale if so.get(key) is not None else None
         # What the transport controls once QEMU has decided: how long the
         # downtime lasts per MiB that was left.  How much was left is
-        # QEMU's landing.
+        # QEMU's landing.  Below 1 MiB left (a paused guest) the quotient
+        # is the fixed costs over a few pages, not a rate.
         down, left = res.get("downtime_ms"), run["so_pending_mib"]
-        run["so_downtime_ms_per_mib"] = down / left if down is not None and left else None
+        run["so_downtime_ms"] = down if so.get("pending_bytes") is not None else None
+        run["so_downtime_ms_per_mib"] = (down / left if down is not None and left
+                                         and left >= 1 else None)
         roce = res.get("roce_pkts_total")
         run["roce_pkts_per_mib"] = roce / size if roce is not None and size else None
         run["status"] = res.get("status")
@@ -311,10 +315,10 @@ def _guest_part(rep, g):
         s = per.get(t)
         if not s or s.get("so_landing") is None:
             continue
-        rows.append([LABELS[t], _fmt(s["so_bandwidth_mb_s"], 1), _fmt(s["so_threshold_mib"], 1),
+        rows.append([LABELS[t], _fmt(s["so_bandwidth_mib_s"], 1), _fmt(s["so_threshold_mib"], 1),
                      _fmt(s["so_pending_mib"], 1), _fmt(s["so_landing"], 2),
                      _fmt(s["so_lock_ms"], 1), _fmt(s["so_pause_ms"], 1),
-                     _fmt(s["downtime_ms"]), _fmt(s["so_downtime_ms_per_mib"], 1)])
+                     _fmt(s["so_downtime_ms"]), _fmt(s["so_downtime_ms_per_mib"], 1)])
     if rows:
         parts.append(
             "### Switchover (medians; source QEMU's trace)\n\n"
@@ -323,8 +327,10 @@ def _guest_part(rep, g):
             "threshold: how far under it the migration happened to be when QEMU looked. "
             "BQL ms is the wait for the big lock before the downtime clock starts; pause ms "
             "the vCPUs' stop, inside the downtime. Downtime per pending MiB (median of the "
-            "runs' quotients) is the part the transport controls once QEMU has decided.\n\n"
-            + _table(["transport", "bandwidth estimate MB/s", "threshold MiB", "pending MiB",
+            "runs' quotients, runs with at least 1 MiB pending) is the part the transport "
+            "controls once QEMU has decided. Medians over the runs with a trace; the downtime "
+            "column over the same runs.\n\n"
+            + _table(["transport", "bandwidth estimate MiB/s", "threshold MiB", "pending MiB",
                       "landing", "BQL ms", "pause ms", "downtime ms",
                       "downtime ms per pending MiB"], rows))
     trows = []

@@ -29,13 +29,16 @@ _FIELD = re.compile(r"(\w+) (-?\d+)")
 
 
 def parse(lines):
-    """The last switchover in LINES, or None when there is none (postcopy,
-    a failed run, tracing off): {"pending_bytes", "threshold_bytes",
+    """The precopy switch-over in LINES, or None when there is none (a
+    failed run, tracing off, or postcopy, whose guest stops before any
+    such decision): {"pending_bytes", "threshold_bytes",
     "bandwidth_bytes_per_ms", "landing", "lock_ms", "pause_ms", "stop_ms"}.
     landing is pending over threshold.  From the decision, lock_ms is the
     wait for the BQL (before QEMU's downtime clock starts), pause_ms the
-    time the vCPUs took to stop (inside the downtime), stop_ms everything
-    up to the stopped guest."""
+    time the vCPUs took to stop (inside the downtime; None when the guest
+    was paused already), stop_ms everything up to the stopped guest.
+    QEMU 10.0 computes the threshold from avail-switchover-bandwidth when
+    that is set; threshold_bytes is always the one QEMU used."""
     window = None
     found = None
     for line in lines:
@@ -43,18 +46,21 @@ def parse(lines):
         if not m:
             continue
         t, event, args = float(m.group(1)), m.group(2), m.group(3)
-        if event == "migrate_transferred":
-            window = {k: int(v) for k, v in _FIELD.findall(args)}
-        elif event == "migration_thread_low_pending":
-            words = args.split()
-            if not words or not words[0].isdigit():
-                continue
-            found = {"t": t, "pending": int(words[0]), "window": window,
-                     "lock": None, "pause": None, "stop": None}
-        elif not found:
-            continue
-        elif (event == "runstate_set" and found["lock"] is None
-              and args.endswith("(finish-migrate)")):
+        stopping = event == "runstate_set" and args.endswith("(finish-migrate)")
+        if found is None:
+            if stopping:
+                # Stopped with no decision traced: postcopy's start.  Its
+                # later low_pending line is the end of postcopy, not a
+                # switch-over.
+                return None
+            if event == "migrate_transferred":
+                window = {k: int(v) for k, v in _FIELD.findall(args)}
+            elif event == "migration_thread_low_pending":
+                words = args.split()
+                if words and words[0].isdigit():
+                    found = {"t": t, "pending": int(words[0]), "window": window,
+                             "lock": None, "pause": None, "stop": None}
+        elif stopping and found["lock"] is None:
             found["lock"] = t
         elif (event == "vm_state_notify" and found["lock"] is not None
               and found["pause"] is None and args.startswith("running 0")):

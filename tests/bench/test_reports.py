@@ -225,44 +225,94 @@ class Switchover(unittest.TestCase):
         self.assertAlmostEqual(so["pause_ms"], 2.0)
 
     def test_no_switchover(self):
-        # Postcopy or a failed run: no low_pending line, nothing to report.
+        # A failed run or tracing off: no low_pending line, nothing to report.
         lines = TRACE_72.splitlines()
         self.assertIsNone(switchover.parse([x for x in lines if "low_pending" not in x]))
         self.assertIsNone(switchover.parse([]))
+        self.assertIsNone(switchover.parse_file("/nonexistent/qemu-src.log"))
+
+    def test_postcopy(self):
+        # postcopy_start stops the guest with no decision traced; the
+        # low_pending line at postcopy's end is not a switch-over.
+        lines = [
+            "5@10.0:migrate_transferred transferred 9 time_spent 100 bandwidth 90 max_size 27000",
+            "5@10.1:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)",
+            "5@10.2:vm_state_notify running 0 reason 7 (finish-migrate)",
+            "5@10.3:runstate_set current_run_state 7 (finish-migrate) new_state 13 (postmigrate)",
+            "5@19.0:migration_thread_low_pending 0",
+        ]
+        self.assertIsNone(switchover.parse(lines))
+
+    def test_paused_source(self):
+        # A guest that never ran (-S): no vCPUs to pause, the rest is there.
+        lines = [x for x in TRACE_72.splitlines() if "vm_state_notify" not in x]
+        so = switchover.parse(lines)
+        self.assertIsNone(so["pause_ms"])
+        self.assertAlmostEqual(so["lock_ms"], 4.6)
+        self.assertEqual(so["pending_bytes"], 18149376)
+
+    @staticmethod
+    def _runs(out, rows, guest="dirty"):
+        """rows: (round, transport, downtime_ms, switchover dict or None)."""
+        os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+        _write(os.path.join(out, "bench-meta.json"), json.dumps({"guests": [guest]}))
+        for pos, (rnd, t, down, so) in enumerate(rows, 1):
+            base = os.path.join(out, "runs", f"r{rnd}-{guest}-{t}")
+            _write(base + ".run.json", json.dumps(
+                {"round": rnd, "transport": t, "guest": guest, "position": pos,
+                 "rc": 0, "wall_s": 20}))
+            res = {"status": "completed", "ram_identical": True, "size_mib": 512,
+                   "total_time_ms": 9000, "downtime_ms": down, "checks": []}
+            if so is not None:
+                res["switchover"] = so
+            _write(base + ".json", json.dumps(res))
+
+    @staticmethod
+    def _so(landing, threshold_mib=20):
+        return {"pending_bytes": int(landing * threshold_mib * MIB),
+                "threshold_bytes": threshold_mib * MIB, "bandwidth_bytes_per_ms": 69905,
+                "landing": landing, "lock_ms": 2.0, "pause_ms": 3.0, "stop_ms": 6.0}
 
     def test_report_table(self):
         with tempfile.TemporaryDirectory() as out:
-            os.makedirs(os.path.join(out, "runs"))
-            _write(os.path.join(out, "bench-meta.json"), json.dumps({"guests": ["dirty"]}))
-            for rnd, (mine, native) in enumerate([(0.8, 0.3), (0.9, 0.85), (0.7, 0.25)], 1):
-                for pos, (t, landing) in enumerate(
-                        [("migrdma", mine), ("qemu-rdma", native)], 1):
-                    base = os.path.join(out, "runs", f"r{rnd}-dirty-{t}")
-                    _write(base + ".run.json", json.dumps(
-                        {"round": rnd, "transport": t, "guest": "dirty", "position": pos,
-                         "rc": 0, "wall_s": 20}))
-                    _write(base + ".json", json.dumps(
-                        {"status": "completed", "ram_identical": True, "size_mib": 512,
-                         "total_time_ms": 9000, "downtime_ms": 200, "checks": [],
-                         "switchover": {"pending_bytes": int(landing * 20 * MIB),
-                                        "threshold_bytes": 20 * MIB,
-                                        "bandwidth_bytes_per_ms": 70000,
-                                        "landing": landing, "lock_ms": 2.0,
-                                        "pause_ms": 3.0, "stop_ms": 6.0}}))
+            # Quotients 160/16, 360/18, 210/14 = 10, 20, 15: their median,
+            # 15.0, is not median downtime over median pending (210 / 16).
+            self._runs(out, [
+                (1, "migrdma", 160, self._so(0.8)), (1, "qemu-rdma", 90, self._so(0.3)),
+                (2, "migrdma", 360, self._so(0.9)), (2, "qemu-rdma", 300, self._so(0.85)),
+                (3, "migrdma", 210, self._so(0.7)), (3, "qemu-rdma", 60, self._so(0.25)),
+            ])
             rep = bench_report.build(out)
             per = rep["guests"]["dirty"]["transports"]
             self.assertAlmostEqual(per["migrdma"]["so_landing"], 0.8)
             self.assertAlmostEqual(per["qemu-rdma"]["so_landing"], 0.3)
             self.assertAlmostEqual(per["migrdma"]["so_pending_mib"], 16.0, places=3)
-            self.assertAlmostEqual(per["migrdma"]["so_bandwidth_mb_s"], 70.0)
+            # 69905 bytes/ms is 66.7 MiB/s: times 300 ms, 20 MiB.
+            self.assertAlmostEqual(per["migrdma"]["so_bandwidth_mib_s"], 66.67, places=2)
+            self.assertAlmostEqual(per["migrdma"]["so_downtime_ms_per_mib"], 15.0, places=2)
             with open(os.path.join(out, "migration-bench.md")) as f:
                 md = f.read()
             self.assertIn("### Switchover", md)
-            self.assertIn("| libmigrdma | 70.0 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 200 | 12.5 |",
+            self.assertIn("| libmigrdma | 66.7 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 210 | 15.0 |",
                           md)
-            # 200 ms over 0.3 x 20 MiB left
-            self.assertAlmostEqual(per["qemu-rdma"]["so_downtime_ms_per_mib"], 200 / 6.0)
+            # Every run carries its own pending MiB and landing.
+            self.assertRegex(md, r"\| 3 \| \d+ \| dirty \| libmigrdma \| 9000 \| 210 \|"
+                                 r"[^\n]*\| 14\.0 \| 0\.70 \|")
 
+    def test_report_without_traces(self):
+        # Run directories from before --switchover: no table, no crash;
+        # a paused guest's few pages left give no per-MiB figure.
+        with tempfile.TemporaryDirectory() as out:
+            self._runs(out, [(1, "migrdma", 200, None), (1, "qemu-rdma", 150, None)])
+            bench_report.build(out)
+            with open(os.path.join(out, "migration-bench.md")) as f:
+                self.assertNotIn("### Switchover", f.read())
+        with tempfile.TemporaryDirectory() as out:
+            tiny = dict(self._so(0.0005), pending_bytes=8192)
+            self._runs(out, [(1, "migrdma", 30, tiny), (1, "qemu-rdma", 30, tiny)], "idle")
+            rep = bench_report.build(out)
+            self.assertIsNone(rep["guests"]["idle"]["transports"]["migrdma"]
+                              ["so_downtime_ms_per_mib"])
 
 if __name__ == "__main__":
     unittest.main()
