@@ -158,8 +158,9 @@ def load_runs(out):
         # QEMU's landing.  Below 1 MiB left (a paused guest) the quotient
         # is the fixed costs over a few pages, not a rate.
         down, left = res.get("downtime_ms"), run["so_pending_mib"]
-        run["so_downtime_ms"] = down if so.get("pending_bytes") is not None else None
-        run["so_downtime_ms_per_mib"] = (down / left if down is not None and left
+        traced = left is not None
+        run["so_downtime_ms"] = down if traced else None
+        run["so_downtime_ms_per_mib"] = (down / left if down is not None and traced
                                          and left >= 1 else None)
         roce = res.get("roce_pkts_total")
         run["roce_pkts_per_mib"] = roce / size if roce is not None and size else None
