@@ -107,6 +107,7 @@ SWITCHOVER = {
     "so_landing": ("landing", 1),
     "so_lock_ms": ("lock_ms", 1),
     "so_pause_ms": ("pause_ms", 1),
+    "so_blackout_ms": ("blackout_ms", 1),
 }
 DERIVED += list(SWITCHOVER) + ["so_downtime_ms", "so_downtime_ms_per_mib"]
 
@@ -319,7 +320,8 @@ def _guest_part(rep, g):
         rows.append([LABELS[t], _fmt(s["so_bandwidth_mib_s"], 1), _fmt(s["so_threshold_mib"], 1),
                      _fmt(s["so_pending_mib"], 1), _fmt(s["so_landing"], 2),
                      _fmt(s["so_lock_ms"], 1), _fmt(s["so_pause_ms"], 1),
-                     _fmt(s["so_downtime_ms"]), _fmt(s["so_downtime_ms_per_mib"], 1)])
+                     _fmt(s["so_downtime_ms"]), _fmt(s["so_downtime_ms_per_mib"], 1),
+                     _fmt(s["so_blackout_ms"])])
     if rows:
         parts.append(
             "### Switchover (medians; source QEMU's trace)\n\n"
@@ -329,11 +331,14 @@ def _guest_part(rep, g):
             "BQL ms is the wait for the big lock before the downtime clock starts; pause ms "
             "the vCPUs' stop, inside the downtime. Downtime per pending MiB (median of the "
             "runs' quotients, runs with at least 1 MiB pending) is the part the transport "
-            "controls once QEMU has decided. Medians over the runs with a trace; the downtime "
-            "column over the same runs.\n\n"
+            "controls once QEMU has decided. Blackout is what the guest sees: from the "
+            "source's stop to the destination's state loaded (both QEMUs share the VM's "
+            "clock); QEMU's downtime ends earlier, when the source has handed over its last "
+            "bytes. Medians over the runs with a trace; the downtime column over the same "
+            "runs.\n\n"
             + _table(["transport", "bandwidth estimate MiB/s", "threshold MiB", "pending MiB",
                       "landing", "BQL ms", "pause ms", "downtime ms",
-                      "downtime ms per pending MiB"], rows))
+                      "downtime ms per pending MiB", "blackout ms"], rows))
     trows = []
     for key, r in rat.items():
         per_round = ", ".join(f"r{x['round']}: {x['ratio']:.2f}" for x in r["per_round"]) or "–"
@@ -394,7 +399,7 @@ def markdown(rep):
             note = ""
         rrows.append([r["round"], r["position"], r["guest"], SHORT[r["transport"]],
                       _fmt(r["total_time_ms"]), _fmt(r["downtime_ms"]),
-                      _fmt(r["src_cpu_s"], 2), _fmt(r["src_cpu_beyond_vcpu_s"], 2),
+                      _fmt(r["so_blackout_ms"]), _fmt(r["src_cpu_s"], 2), _fmt(r["src_cpu_beyond_vcpu_s"], 2),
                       _fmt(r["dst_cpu_s"], 2),
                       _fmt(r["dirty_sync_count"]), _fmt(r["so_pending_mib"], 1),
                       _fmt(r["so_landing"], 2),
@@ -403,9 +408,10 @@ def markdown(rep):
                       {True: "yes", False: "**NO**", None: "–"}[r["ram_identical"]],
                       _fmt(r["wall_s"]), note])
     parts.append("## Every run\n\n" + _table(
-        ["round", "#", "guest", "transport", "total ms", "downtime ms", "source CPU s",
-         "beyond vCPU s", "dest. CPU s", "syncs", "pending MiB", "landing", "src syscalls/MiB", "dst syscalls/MiB", "RoCE pkts",
-         "TCP segs", "RAM identical", "run s", "note"], rrows))
+        ["round", "#", "guest", "transport", "total ms", "downtime ms", "blackout ms",
+         "source CPU s", "beyond vCPU s", "dest. CPU s", "syncs", "pending MiB", "landing",
+         "src syscalls/MiB", "dst syscalls/MiB", "RoCE pkts", "TCP segs", "RAM identical",
+         "run s", "note"], rrows))
 
     notes = ["- Source CPU s: utime+stime of all the source QEMU's threads between "
              "`migrate` and completion (/proc/PID/stat); with a running guest it includes "

@@ -16,6 +16,18 @@ speed.  scripts/migrate --switchover enables the trace events this reads
   vm_state_notify running 0     the vCPUs are paused
   migration_completion_vm_stop  the guest is stopped, its disks flushed
 
+On the destination it reads one event, DESTINATION_EVENTS:
+
+  runstate_set ... (inmigrate) ...
+                                the destination has loaded everything; its
+                                guest could run from here
+
+QEMU's own downtime ends when the source has handed the last bytes to its
+channel.  The guest sees more: until the destination has received and
+loaded them.  Both QEMUs of the harness run in one VM on one clock, so the
+gap from the source's finish-migrate to the destination leaving inmigrate
+is that blackout, measured the same way for every transport.
+
 A trace line reads "PID@SECONDS.MICROS:EVENT ARGS".
 """
 
@@ -23,22 +35,26 @@ import re
 
 EVENTS = ("migrate_transferred", "migration_thread_low_pending", "runstate_set",
           "vm_state_notify", "migration_completion_vm_stop")
+DESTINATION_EVENTS = ("runstate_set",)
 
 _LINE = re.compile(r"^\d+@(\d+\.\d+):(\w+)\s*(.*)$")
 _FIELD = re.compile(r"(\w+) (-?\d+)")
 
 
-def parse(lines):
+def parse(lines, dst_lines=None):
     """The precopy switch-over in LINES, or None when there is none (a
     failed run, tracing off, or postcopy, whose guest stops before any
     such decision): {"pending_bytes", "threshold_bytes",
-    "bandwidth_bytes_per_ms", "landing", "lock_ms", "pause_ms", "stop_ms"}.
+    "bandwidth_bytes_per_ms", "landing", "lock_ms", "pause_ms", "stop_ms",
+    "blackout_ms"}.
     landing is pending over threshold.  From the decision, lock_ms is the
     wait for the BQL (before QEMU's downtime clock starts), pause_ms the
     time the vCPUs took to stop (inside the downtime; None when the guest
     was paused already), stop_ms everything up to the stopped guest.
     QEMU 10.0 computes the threshold from avail-switchover-bandwidth when
-    that is set; threshold_bytes is always the one QEMU used."""
+    that is set; threshold_bytes is always the one QEMU used.  blackout_ms
+    runs from the source's finish-migrate to the moment DST_LINES, the
+    destination's trace, shows it done loading; None without them."""
     window = None
     found = None
     for line in lines:
@@ -80,18 +96,38 @@ def parse(lines):
         "lock_ms": _ms(found["t"], found["lock"]),
         "pause_ms": _ms(found["lock"], found["pause"]),
         "stop_ms": _ms(found["t"], found["stop"]),
+        "blackout_ms": _ms(found["lock"], loaded_at(dst_lines or ())),
     }
 
 
+def loaded_at(lines):
+    """When the destination's trace LINES show it leaving inmigrate (its
+    state loaded), or None."""
+    for line in lines:
+        m = _LINE.match(line)
+        if (m and m.group(2) == "runstate_set"
+                and "(inmigrate) new_state" in m.group(3)):
+            return float(m.group(1))
+    return None
+
+
 def _ms(start, end):
-    if start is None or end is None:
+    if start is None or end is None or end < start:
         return None
     return round((end - start) * 1000, 1)
 
 
-def parse_file(path):
+def parse_file(path, dst_path=None):
     try:
         with open(path, errors="replace") as f:
-            return parse(f)
+            src = f.readlines()
     except OSError:
         return None
+    dst = []
+    if dst_path:
+        try:
+            with open(dst_path, errors="replace") as f:
+                dst = f.readlines()
+        except OSError:
+            pass
+    return parse(src, dst)

@@ -194,6 +194,12 @@ TRACE_72 = """\
 237@1796579853.389583:migration_thread_after_loop
 237@1796579853.390000:runstate_set current_run_state 4 (finish-migrate) new_state 8 (postmigrate)
 """
+# The destination's run states (scripts/migrate traces them there too).
+DST_72 = """\
+# ip netns exec dst qemu-system-x86_64 ...
+301@1796579850.100000:runstate_set current_run_state 0 (prelaunch) new_state 13 (inmigrate)
+301@1796579853.402500:runstate_set current_run_state 13 (inmigrate) new_state 4 (paused)
+"""
 TRACE_10 = """\
 99@100.000000:migrate_transferred transferred 1000 time_spent 100 bandwidth 10 switchover_bw 0 max_size 3000
 99@100.500000:migrate_transferred transferred 2000 time_spent 100 bandwidth 20 switchover_bw 0 max_size 6000
@@ -215,6 +221,22 @@ class Switchover(unittest.TestCase):
         self.assertAlmostEqual(so["lock_ms"], 4.6)
         self.assertAlmostEqual(so["pause_ms"], 4.5)
         self.assertAlmostEqual(so["stop_ms"], 11.5)
+
+    def test_blackout(self):
+        # From the source's finish-migrate (853.121000) to the destination
+        # leaving inmigrate (853.402500), not from the destination's start.
+        so = switchover.parse(TRACE_72.splitlines(), DST_72.splitlines())
+        self.assertAlmostEqual(so["blackout_ms"], 281.5)
+        self.assertIsNone(switchover.parse(TRACE_72.splitlines())["blackout_ms"])
+        # A destination that never finished loading gives none either.
+        self.assertIsNone(switchover.parse(TRACE_72.splitlines(),
+                                           DST_72.splitlines()[:2])["blackout_ms"])
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = os.path.join(d, "qemu-src.log"), os.path.join(d, "qemu-dst1.log")
+            _write(src, TRACE_72)
+            _write(dst, DST_72)
+            self.assertAlmostEqual(switchover.parse_file(src, dst)["blackout_ms"], 281.5)
+            self.assertIsNone(switchover.parse_file(src, dst + ".missing")["blackout_ms"])
 
     def test_qemu_10(self):
         so = switchover.parse(TRACE_10.splitlines())
@@ -271,7 +293,8 @@ class Switchover(unittest.TestCase):
     def _so(landing, threshold_mib=20):
         return {"pending_bytes": int(landing * threshold_mib * MIB),
                 "threshold_bytes": threshold_mib * MIB, "bandwidth_bytes_per_ms": 69905,
-                "landing": landing, "lock_ms": 2.0, "pause_ms": 3.0, "stop_ms": 6.0}
+                "landing": landing, "lock_ms": 2.0, "pause_ms": 3.0, "stop_ms": 6.0,
+                "blackout_ms": 250.0}
 
     def test_report_table(self):
         with tempfile.TemporaryDirectory() as out:
@@ -293,10 +316,10 @@ class Switchover(unittest.TestCase):
             with open(os.path.join(out, "migration-bench.md")) as f:
                 md = f.read()
             self.assertIn("### Switchover", md)
-            self.assertIn("| libmigrdma | 66.7 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 210 | 15.0 |",
-                          md)
-            # Every run carries its own pending MiB and landing.
-            self.assertRegex(md, r"\| 3 \| \d+ \| dirty \| libmigrdma \| 9000 \| 210 \|"
+            self.assertIn("| libmigrdma | 66.7 | 20.0 | 16.0 | 0.80 | 2.0 | 3.0 | 210 | 15.0 "
+                          "| 250 |", md)
+            # Every run carries its own blackout, pending MiB and landing.
+            self.assertRegex(md, r"\| 3 \| \d+ \| dirty \| libmigrdma \| 9000 \| 210 \| 250 \|"
                                  r"[^\n]*\| 14\.0 \| 0\.70 \|")
 
     def test_report_without_traces(self):
