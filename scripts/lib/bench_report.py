@@ -232,7 +232,7 @@ def ratios(runs, guest):
             if a[metric] is None or not b[metric]:
                 continue
             per_round.append({"round": n, num: a[metric], den_key: b[metric],
-                              "ratio": round(a[metric] / b[metric], 3)})
+                              "ratio": a[metric] / b[metric]})
         med = _median(x["ratio"] for x in per_round)
         out[key] = {"target": text, "limit": limit, "metric": metric,
                     "per_round": per_round, "median": med,
@@ -324,7 +324,7 @@ def _guest_part(rep, g):
                      _fmt(s["so_blackout_ms"])])
     if rows:
         parts.append(
-            "### Switchover (medians; source QEMU's trace)\n\n"
+            "### Switchover (medians; the QEMUs' traces)\n\n"
             "QEMU stops the guest once the RAM it has still to send (pending) is under its "
             "bandwidth estimate times downtime-limit (threshold). Landing is pending over "
             "threshold: how far under it the migration happened to be when QEMU looked. "
@@ -332,10 +332,11 @@ def _guest_part(rep, g):
             "the vCPUs' stop, inside the downtime. Downtime per pending MiB (median of the "
             "runs' quotients, runs with at least 1 MiB pending) is the part the transport "
             "controls once QEMU has decided. Blackout is what the guest sees: from the "
-            "source's stop to the destination's state loaded (both QEMUs share the VM's "
-            "clock); QEMU's downtime ends earlier, when the source has handed over its last "
-            "bytes. Medians over the runs with a trace; the downtime column over the same "
-            "runs.\n\n"
+            "source's finish-migrate, where QEMU's downtime clock starts, to the "
+            "destination's state loaded (both QEMUs share the VM's clock); QEMU's downtime "
+            "ends earlier, when the source has handed over its last bytes. Medians over the "
+            "runs with a source trace, the downtime column over the same runs; the blackout "
+            "over those that also have the destination's.\n\n"
             + _table(["transport", "bandwidth estimate MiB/s", "threshold MiB", "pending MiB",
                       "landing", "BQL ms", "pause ms", "downtime ms",
                       "downtime ms per pending MiB", "blackout ms"], rows))

@@ -22,11 +22,12 @@ On the destination it reads one event, DESTINATION_EVENTS:
                                 the destination has loaded everything; its
                                 guest could run from here
 
-QEMU's own downtime ends when the source has handed the last bytes to its
-channel.  The guest sees more: until the destination has received and
-loaded them.  Both QEMUs of the harness run in one VM on one clock, so the
-gap from the source's finish-migrate to the destination leaving inmigrate
-is that blackout, measured the same way for every transport.
+QEMU's own downtime runs from the source's finish-migrate until the source
+has handed the last bytes to its channel.  The guest waits longer: until
+the destination has received and loaded them.  Both QEMUs of the harness
+run in one VM on one clock, so the gap from the source's finish-migrate to
+the destination leaving inmigrate is that blackout, started where QEMU's
+downtime starts and measured the same way for every transport.
 
 A trace line reads "PID@SECONDS.MICROS:EVENT ARGS".
 """

@@ -188,24 +188,24 @@ TRACE_72 = """\
 237@1796579852.881178:migrate_transferred transferred 5782554 time_spent 103 bandwidth 56141 max_size 16842390
 237@1796579853.087065:migrate_transferred transferred 15242292 time_spent 204 bandwidth 74717 max_size 22415135
 237@1796579853.116400:migration_thread_low_pending 18149376
-237@1796579853.121000:runstate_set current_run_state 9 (running) new_state 4 (finish-migrate)
-237@1796579853.125500:vm_state_notify running 0 reason 4 (finish-migrate)
+237@1796579853.121000:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)
+237@1796579853.125500:vm_state_notify running 0 reason 7 (finish-migrate)
 237@1796579853.127893:migration_completion_vm_stop ret 0
 237@1796579853.389583:migration_thread_after_loop
-237@1796579853.390000:runstate_set current_run_state 4 (finish-migrate) new_state 8 (postmigrate)
+237@1796579853.390000:runstate_set current_run_state 7 (finish-migrate) new_state 5 (postmigrate)
 """
 # The destination's run states (scripts/migrate traces them there too).
 DST_72 = """\
 # ip netns exec dst qemu-system-x86_64 ...
-301@1796579850.100000:runstate_set current_run_state 0 (prelaunch) new_state 13 (inmigrate)
-301@1796579853.402500:runstate_set current_run_state 13 (inmigrate) new_state 4 (paused)
+301@1796579850.100000:runstate_set current_run_state 6 (prelaunch) new_state 1 (inmigrate)
+301@1796579853.402500:runstate_set current_run_state 1 (inmigrate) new_state 4 (paused)
 """
 TRACE_10 = """\
 99@100.000000:migrate_transferred transferred 1000 time_spent 100 bandwidth 10 switchover_bw 0 max_size 3000
 99@100.500000:migrate_transferred transferred 2000 time_spent 100 bandwidth 20 switchover_bw 0 max_size 6000
 99@100.600000:migration_thread_low_pending 1500
-99@100.601000:runstate_set current_run_state 9 (running) new_state 4 (finish-migrate)
-99@100.603000:vm_state_notify running 0 reason 4 (finish-migrate)
+99@100.601000:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)
+99@100.603000:vm_state_notify running 0 reason 7 (finish-migrate)
 99@100.604000:migration_completion_vm_stop ret 0
 """
 
@@ -260,7 +260,7 @@ class Switchover(unittest.TestCase):
             "5@10.0:migrate_transferred transferred 9 time_spent 100 bandwidth 90 max_size 27000",
             "5@10.1:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)",
             "5@10.2:vm_state_notify running 0 reason 7 (finish-migrate)",
-            "5@10.3:runstate_set current_run_state 7 (finish-migrate) new_state 13 (postmigrate)",
+            "5@10.3:runstate_set current_run_state 7 (finish-migrate) new_state 5 (postmigrate)",
             "5@19.0:migration_thread_low_pending 0",
         ]
         self.assertIsNone(switchover.parse(lines))
@@ -321,6 +321,16 @@ class Switchover(unittest.TestCase):
             # Every run carries its own blackout, pending MiB and landing.
             self.assertRegex(md, r"\| 3 \| \d+ \| dirty \| libmigrdma \| 9000 \| 210 \| 250 \|"
                                  r"[^\n]*\| 14\.0 \| 0\.70 \|")
+
+    def test_ratio_rounded_once(self):
+        # 328 / 111 = 2.95495...: rounded to 3 places first (2.955) and
+        # then to 2 for the table it used to print 2.96.
+        with tempfile.TemporaryDirectory() as out:
+            self._runs(out, [(1, "migrdma", 328, None), (1, "qemu-rdma", 111, None)])
+            bench_report.build(out)
+            with open(os.path.join(out, "migration-bench.md")) as f:
+                md = f.read()
+            self.assertIn("r1: 2.95 |", md)
 
     def test_report_without_traces(self):
         # Run directories from before --switchover: no table, no crash;
