@@ -400,8 +400,8 @@ def markdown(rep):
             note = ""
         rrows.append([r["round"], r["position"], r["guest"], SHORT[r["transport"]],
                       _fmt(r["total_time_ms"]), _fmt(r["downtime_ms"]),
-                      _fmt(r["so_blackout_ms"]), _fmt(r["src_cpu_s"], 2), _fmt(r["src_cpu_beyond_vcpu_s"], 2),
-                      _fmt(r["dst_cpu_s"], 2),
+                      _fmt(r["so_blackout_ms"]), _fmt(r["src_cpu_s"], 2),
+                      _fmt(r["src_cpu_beyond_vcpu_s"], 2), _fmt(r["dst_cpu_s"], 2),
                       _fmt(r["dirty_sync_count"]), _fmt(r["so_pending_mib"], 1),
                       _fmt(r["so_landing"], 2),
                       _fmt(r["src_syscalls_per_mib"], 1), _fmt(r["dst_syscalls_per_mib"], 1),

@@ -119,16 +119,17 @@ def _ms(start, end):
 
 
 def parse_file(path, dst_path=None):
+    """parse() of the source's log at PATH and the destination's at
+    DST_PATH; None when the source's cannot be read."""
+    src = _read_lines(path)
+    if src is None:
+        return None
+    return parse(src, _read_lines(dst_path) if dst_path else None)
+
+
+def _read_lines(path):
     try:
         with open(path, errors="replace") as f:
-            src = f.readlines()
+            return f.readlines()
     except OSError:
         return None
-    dst = []
-    if dst_path:
-        try:
-            with open(dst_path, errors="replace") as f:
-                dst = f.readlines()
-        except OSError:
-            pass
-    return parse(src, dst)
