@@ -196,6 +196,17 @@ static void auth_message(struct rt_conn *c, unsigned idx, const struct wire_hdr 
 		protocol_error(c, "message before authentication completed");
 }
 
+/*
+ * A server that wants the secret waits for the client's proof from
+ * rdma_accept on: the client sends it as soon as its own ESTABLISHED
+ * arrives, and it can land before the server's ESTABLISHED is handled.
+ */
+static bool awaiting_proof(const struct rt_conn *c)
+{
+	return c->state == CS_AUTHENTICATING ||
+	       (c->is_server && c->auth && c->state == CS_ACCEPTING);
+}
+
 static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *newdata)
 {
 	const uint8_t *buf = c->rbufs + (size_t)idx * RT_MSG_SIZE;
@@ -221,7 +232,7 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	credit_tx_return(&c->ctx, h.credit_msgs, h.credit_ring);
 	c->stats.msgs_in++;
 
-	if (c->state == CS_AUTHENTICATING) {
+	if (awaiting_proof(c)) {
 		auth_message(c, idx, &h, &data);
 		return;
 	}
@@ -329,7 +340,10 @@ bool conn_progress(struct rt_conn *c)
 					conn_fail(c, ECONNRESET, wc_error_reason(wc[i].status));
 				continue;
 			}
-			if (kind == RT_WR_RECV && value < c->nrecv)
+			if (kind == RT_WR_RECV && value < c->nrecv && wc[i].opcode != IBV_WC_RECV)
+				/* The buffer still holds an old message: never read it again. */
+				protocol_error(c, "an RDMA write with immediate data took a receive");
+			else if (kind == RT_WR_RECV && value < c->nrecv)
 				handle_recv(c, (unsigned)value, wc[i].byte_len, &newdata);
 			else
 				handle_send_done(c, kind, value);

@@ -10,7 +10,8 @@
 # With --preload, each case runs with the library loaded and a target rule
 # for its own port ("$DST_ADDR:PORT") and must go over RDMA (--expect rdma);
 # then a few cases run again with the library loaded but a rule for another
-# port, and must stay on plain TCP (--expect tcp).  Without --preload every
+# port, and must stay on plain TCP (--expect tcp), and a few with
+# MIGRDMA_SECRET set on both ends, over RDMA.  Without --preload every
 # case runs on plain TCP (kernel parity, --expect tcp).
 #
 # Each case gets its own port (base + index, default base 20000) so that no
@@ -92,6 +93,19 @@ if [ -n "$preload" ]; then
 		run "$c" --port "$port" --preload "$preload" \
 			--targets "$DST_ADDR:$((port + 1000))" --expect tcp
 	done
+fi
+
+if [ -n "$preload" ]; then
+	# Both ends holding MIGRDMA_SECRET: every connection proves it first,
+	# and the proof may land before the server's own ESTABLISHED event.
+	export MIGRDMA_SECRET=sockcheck-shared-secret
+	for c in qemu_sendmsg many_conns churn; do
+		case " $cases" in *" $c "*) ;; *) continue ;; esac
+		port=$((base + i))
+		i=$((i + 1))
+		run "$c" --port "$port" --preload "$preload" --targets "$DST_ADDR:$port" --expect rdma
+	done
+	unset MIGRDMA_SECRET
 fi
 
 [ -z "$failed_names" ] || echo "failed:$failed_names"

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+/*
+ * conn_progress() fed crafted completions through a fake verbs context:
+ *  - a server that wants MIGRDMA_SECRET takes the client's proof even when
+ *    it lands before the server's ESTABLISHED event was handled (the client
+ *    sends it on its own ESTABLISHED, which can come first);
+ *  - before the proof, nothing else is taken, DATA included;
+ *  - a receive consumed by an RDMA write with immediate data (which this
+ *    protocol never sends) is an error, not a re-read of the old buffer.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rdma/auth.h"
+#include "rdma/internal.h"
+
+static const char secret[] = "a-shared-secret";
+
+static struct ibv_wc queued[4];
+static int nqueued;
+static int nposted_sends;
+
+static int fake_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc)
+{
+	int k = nqueued < n ? nqueued : n;
+
+	(void)cq;
+	memcpy(wc, queued, sizeof(*wc) * (size_t)k);
+	nqueued -= k;
+	return k;
+}
+
+static int fake_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad)
+{
+	(void)qp;
+	(void)wr;
+	(void)bad;
+	return 0;
+}
+
+static int fake_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send_wr **bad)
+{
+	(void)qp;
+	(void)wr;
+	(void)bad;
+	nposted_sends++;
+	return 0;
+}
+
+static int fake_req_notify(struct ibv_cq *cq, int solicited_only)
+{
+	(void)cq;
+	(void)solicited_only;
+	return 0;
+}
+
+static struct ibv_context fake_ctx;
+static struct ibv_cq fake_cq;
+static struct ibv_qp fake_qp;
+static struct ibv_mr fake_mr;
+
+/* A server connection as rdma_accept leaves it: QP ready, ESTABLISHED not yet seen. */
+static struct rt_conn *accepting_server(bool auth)
+{
+	struct rt_conn *c;
+
+	fake_ctx.ops.poll_cq = fake_poll;
+	fake_ctx.ops.post_recv = fake_post_recv;
+	fake_ctx.ops.post_send = fake_post_send;
+	fake_ctx.ops.req_notify_cq = fake_req_notify;
+	fake_cq.context = &fake_ctx;
+	fake_qp.context = &fake_ctx;
+	rt_g.opts.secret = secret;
+	rt_g.opts.secret_len = sizeof(secret) - 1;
+
+	c = conn_alloc(true);
+	assert_non_null(c);
+	c->nrecv = RT_DATA_CREDITS + RT_CTRL_RECVS;
+	c->rbufs = calloc(c->nrecv, RT_MSG_SIZE);
+	c->sbufs = calloc(1, RT_TX_SLOTS * RT_MSG_SIZE + RT_CTRL_SLOTS * RT_CTRL_BUF);
+	assert_non_null(c->rbufs);
+	assert_non_null(c->sbufs);
+	c->rbuf_mr = c->sbuf_mr = &fake_mr;
+	c->qp = &fake_qp;
+	c->cq = &fake_cq;
+	c->max_inline = 64;
+	c->ring_size = 1u << 20;
+	credit_rx_init(&c->crx, RT_DATA_CREDITS, c->ring_size);
+	credit_tx_init(&c->ctx, 16, 1u << 20);
+	c->auth = auth;
+	memset(c->client_nonce, 1, sizeof(c->client_nonce));
+	memset(c->server_nonce, 2, sizeof(c->server_nonce));
+	c->state = CS_ACCEPTING;
+	nposted_sends = 0;
+	return c;
+}
+
+static void queue_recv(unsigned idx, uint32_t len, enum ibv_wc_opcode opcode)
+{
+	memset(queued, 0, sizeof(queued));
+	queued[0].wr_id = rt_wr_id(RT_WR_RECV, idx);
+	queued[0].status = IBV_WC_SUCCESS;
+	queued[0].opcode = opcode;
+	queued[0].byte_len = len;
+	nqueued = 1;
+}
+
+static uint32_t put_proof(struct rt_conn *c, unsigned idx, const char *key)
+{
+	uint8_t *buf = c->rbufs + (size_t)idx * RT_MSG_SIZE;
+	struct wire_hdr h = { 0 };
+
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_AUTH;
+	h.inline_len = WIRE_AUTH_LEN;
+	wire_hdr_encode(&h, buf);
+	auth_proof(key, strlen(key), AUTH_CLIENT_PROOF, c->client_nonce, c->server_nonce,
+		   buf + WIRE_HDR_LEN);
+	return WIRE_HDR_LEN + WIRE_AUTH_LEN;
+}
+
+/* A DATA message carrying four inline bytes. */
+static uint32_t put_data(struct rt_conn *c, unsigned idx)
+{
+	uint8_t *buf = c->rbufs + (size_t)idx * RT_MSG_SIZE;
+	struct wire_hdr h = { 0 };
+
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_DATA;
+	h.nseg = 1;
+	h.inline_len = 4;
+	wire_hdr_encode(&h, buf);
+	memcpy(buf + WIRE_HDR_LEN, "abcd", 4);
+	wire_put32(buf + WIRE_HDR_LEN + 4, wire_seg_encode(4, 0));
+	return WIRE_HDR_LEN + 4 + 4;
+}
+
+static void progress(struct rt_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	conn_progress(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void test_proof_before_established(void **state)
+{
+	struct rt_conn *c = accepting_server(true);
+
+	(void)state;
+	queue_recv(0, put_proof(c, 0, secret), IBV_WC_RECV);
+	progress(c);
+	assert_int_equal(c->state, CS_ESTABLISHED);
+	assert_int_equal(nposted_sends, 1);	/* AUTH_OK */
+}
+
+static void test_wrong_proof_before_established(void **state)
+{
+	struct rt_conn *c = accepting_server(true);
+
+	(void)state;
+	queue_recv(0, put_proof(c, 0, "another-secret"), IBV_WC_RECV);
+	progress(c);
+	assert_int_equal(c->state, CS_FAILED);
+	assert_int_equal(c->sticky_error, ECONNREFUSED);
+}
+
+static void test_data_before_proof(void **state)
+{
+	struct rt_conn *c = accepting_server(true);
+
+	(void)state;
+	queue_recv(0, put_data(c, 0), IBV_WC_RECV);
+	progress(c);
+	assert_int_equal(c->state, CS_FAILED);
+	assert_int_equal(c->rxq_count, 0);
+	assert_int_equal(c->rx_ready, 0);
+}
+
+/* Without a secret, DATA that beats ESTABLISHED is queued for the program. */
+static void test_data_before_established_without_secret(void **state)
+{
+	struct rt_conn *c = accepting_server(false);
+
+	(void)state;
+	queue_recv(0, put_data(c, 0), IBV_WC_RECV);
+	progress(c);
+	assert_int_equal(c->state, CS_ACCEPTING);
+	assert_int_equal(c->rxq_count, 1);
+	assert_int_equal(c->rx_ready, 4);
+}
+
+static void test_write_with_imm_is_refused(void **state)
+{
+	struct rt_conn *c = accepting_server(false);
+
+	(void)state;
+	c->state = CS_ESTABLISHED;
+	/* An old, valid DATA message still sits in the buffer the write consumed. */
+	queue_recv(0, put_data(c, 0), IBV_WC_RECV_RDMA_WITH_IMM);
+	progress(c);
+	assert_int_equal(c->state, CS_FAILED);
+	assert_int_equal(c->rxq_count, 0);
+	assert_int_equal(c->rx_ready, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_proof_before_established),
+		cmocka_unit_test(test_wrong_proof_before_established),
+		cmocka_unit_test(test_data_before_proof),
+		cmocka_unit_test(test_data_before_established_without_secret),
+		cmocka_unit_test(test_write_with_imm_is_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
