@@ -100,3 +100,8 @@ void rt_invalidate_memory(const void *addr, size_t len)
 {
 	regcache_invalidate_all(addr, len);
 }
+
+bool rt_memory_registered(void)
+{
+	return regcache_any_entries();
+}

@@ -41,6 +41,8 @@ struct regcache {
  */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct regcache *all_head;
+/* Registrations alive in every cache: lets a file hook skip its map scan. */
+static long live_entries;
 
 /*
  * Set while this thread is inside a backend call, with a cache's lock
@@ -109,6 +111,7 @@ static void entry_free(struct regcache *rc, struct regcache_entry *e)
 	rc->stats.deregistrations++;
 	rc->stats.pinned_bytes -= e->len;
 	rc->stats.entries--;
+	__atomic_sub_fetch(&live_entries, 1, __ATOMIC_RELAXED);
 	free(e);
 }
 
@@ -272,6 +275,7 @@ int regcache_get(struct regcache *rc, const void *addr, size_t len,
 	*registered = 1;
 	rc->stats.registrations++;
 	rc->stats.entries++;
+	__atomic_add_fetch(&live_entries, 1, __ATOMIC_RELAXED);
 	rc->stats.pinned_bytes += e->len;
 	if (rc->stats.pinned_bytes > rc->stats.pinned_peak)
 		rc->stats.pinned_peak = rc->stats.pinned_bytes;
@@ -390,6 +394,11 @@ void regcache_get_stats(struct regcache *rc, struct regcache_stats *out)
 	pthread_mutex_lock(&rc->lock);
 	*out = rc->stats;
 	pthread_mutex_unlock(&rc->lock);
+}
+
+bool regcache_any_entries(void)
+{
+	return __atomic_load_n(&live_entries, __ATOMIC_RELAXED) > 0;
 }
 
 bool regcache_in_backend(void)

@@ -77,6 +77,9 @@ void regcache_invalidate(struct regcache *rc, const void *addr, size_t len);
  */
 void regcache_invalidate_all(const void *addr, size_t len);
 
+/* Does any cache hold a registration (alive or retired but busy)? */
+bool regcache_any_entries(void);
+
 /* fork: hold the list of caches across it; the child forgets the parent's. */
 void regcache_atfork_prepare(void);
 void regcache_atfork_parent(void);

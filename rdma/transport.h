@@ -201,6 +201,8 @@ void rt_conn_close(struct rt_conn *c);
 
 /* The program unmapped or discarded memory: drop stale registrations. */
 void rt_invalidate_memory(const void *addr, size_t len);
+/* Is any program memory registered?  Cheap; for hooks with costly work. */
+bool rt_memory_registered(void);
 
 /* The program gave madvise() advice (MADV_DONTFORK matters, see rt_defer). */
 void rt_note_advice(const void *addr, size_t len, int advice);

@@ -284,12 +284,12 @@ static void install_altstack(void)
 	if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
 		return;
 
-	p = mmap(NULL, BT_ALTSTACK_SIZE + (size_t)page, PROT_READ | PROT_WRITE,
+	p = REAL(mmap)(NULL, BT_ALTSTACK_SIZE + (size_t)page, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 	if (p == MAP_FAILED)
 		return;
 	/* Guard page below: overflowing the handler stack faults, not corrupts. */
-	mprotect(p, (size_t)page, PROT_NONE);
+	REAL(mprotect)(p, (size_t)page, PROT_NONE);
 
 	memset(&ss, 0, sizeof(ss));
 	ss.ss_sp = p + page;

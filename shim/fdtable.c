@@ -28,7 +28,7 @@ static struct fd_slot *page_of(int fd, bool create)
 	if (p || !create)
 		return p;
 	/* mmap, not malloc: this may run inside a malloc-free context. */
-	fresh = mmap(NULL, sizeof(struct fd_slot) * PAGE_FDS, PROT_READ | PROT_WRITE,
+	fresh = REAL(mmap)(NULL, sizeof(struct fd_slot) * PAGE_FDS, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fresh == MAP_FAILED)
 		return NULL;

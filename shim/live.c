@@ -71,11 +71,11 @@ void live_start(void)
 		log_info(0, "no live statistics for migrdma stat: cannot create %s: %m", live_path);
 		return;
 	}
-	if (ftruncate(fd, sizeof(*f))) {
+	if (REAL(ftruncate)(fd, sizeof(*f))) {
 		log_info(0, "no live statistics: cannot size %s: %m", live_path);
 		goto fail;
 	}
-	f = mmap(NULL, sizeof(*f), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	f = REAL(mmap)(NULL, sizeof(*f), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (f == MAP_FAILED)
 		goto fail;
 	REAL(close)(fd);

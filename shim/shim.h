@@ -12,6 +12,7 @@
 #define MIGRDMA_SHIM_SHIM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -62,6 +63,13 @@ void shim_memory_changed(const void *addr, size_t len);
 /* munmap/mremap: also forgets the memory's madvise advice. */
 void shim_memory_unmapped(const void *addr, size_t len);
 void shim_memory_advised(const void *addr, size_t len, int advice);
+/*
+ * The file behind fd lost [offset, offset+len) (hole punched, truncated):
+ * drop registrations over the program's mappings of it.  Keeps errno.
+ */
+void shim_file_changed(int fd, uint64_t offset, uint64_t len);
+/* fd's size when it is a regular file and memory is registered, else -1. */
+int64_t shim_file_size(int fd);
 
 /* Trace a call on a diverted fd at debug level. */
 void shim_trace(struct msock *ms, const char *call, long ret);
