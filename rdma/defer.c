@@ -126,3 +126,13 @@ void defer_atfork_release(void)
 {
 	pthread_mutex_unlock(&defer_lock);
 }
+
+/*
+ * MADV_DONTFORK memory is not mapped in the child: whatever the child maps
+ * there later was never marked by it.
+ */
+void defer_atfork_child(void)
+{
+	nranges = 0;
+	pthread_mutex_unlock(&defer_lock);
+}

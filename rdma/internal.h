@@ -380,6 +380,7 @@ bool defer_allowed(const void *addr, size_t len);
 /* fork: take the table's lock before, release it after (parent and child). */
 void defer_atfork_prepare(void);
 void defer_atfork_release(void);
+void defer_atfork_child(void);
 
 /* send.c: building and posting DATA messages, holding bulk writes */
 /* Post the DATA message being assembled, if it holds anything (lock held). */

@@ -358,7 +358,7 @@ void rt_atfork_child(void)
 	 * still writes into (they are shared until exec).  The locks were
 	 * taken by this thread before fork, so they are whole and ours.
 	 */
-	defer_atfork_release();
+	defer_atfork_child();
 	regcache_atfork_child();
 	rt_g.initialised = false;
 	rt_g.conns = NULL;

@@ -99,9 +99,10 @@ static enum log_level fallback_level(void)
  * Should a failure to reach addr be told at the default level?  Once per
  * address: a program retrying in a loop would otherwise fill the log.
  */
-static bool first_report(const struct sockaddr *addr)
+static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool divert_first_report(const struct sockaddr *addr)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static char seen[16][64];
 	static unsigned next;
 	char where[64];
@@ -109,13 +110,24 @@ static bool first_report(const struct sockaddr *addr)
 	unsigned i;
 
 	addr_format(addr, where, sizeof(where));
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&report_lock);
 	for (i = 0; i < 16 && first; i++)
 		first = strcmp(seen[i], where) != 0;
 	if (first)
 		memcpy(seen[next++ % 16], where, sizeof(where));
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&report_lock);
 	return first;
+}
+
+/* fork: a leaf lock, taken last and released first (fork.c). */
+void divert_atfork_prepare(void)
+{
+	pthread_mutex_lock(&report_lock);
+}
+
+void divert_atfork_release(void)
+{
+	pthread_mutex_unlock(&report_lock);
 }
 
 /* The transport cannot start (no RDMA on this host): say so, naming addr. */
@@ -124,7 +136,7 @@ static void report_no_rdma(unsigned id, const struct sockaddr *addr, const char 
 	enum log_level level = fallback_level();
 	char where[64];
 
-	if (!first_report(addr))
+	if (!divert_first_report(addr))
 		level = LOG_LEVEL_DEBUG;
 	if (!log_enabled(level))
 		return;
@@ -275,6 +287,10 @@ int shim_connect_again(struct msock *ms)
 {
 	int err;
 
+	if (ms->forked_away) {
+		errno = EBADF;
+		return -1;
+	}
 	if (ms->is_listener) {
 		errno = EISCONN;
 		return -1;

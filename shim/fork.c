@@ -19,10 +19,12 @@ static void prepare(void)
 	init_atfork_prepare();
 	msock_atfork_prepare();
 	rt_atfork_prepare();
+	divert_atfork_prepare();
 }
 
 static void parent(void)
 {
+	divert_atfork_release();
 	rt_atfork_parent();
 	msock_atfork_parent();
 	init_atfork_parent();
@@ -30,6 +32,7 @@ static void parent(void)
 
 static void child(void)
 {
+	divert_atfork_release();
 	rt_atfork_child();
 	msock_atfork_child();
 	init_atfork_child();

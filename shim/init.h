@@ -3,6 +3,9 @@
 #ifndef MIGRDMA_SHIM_INIT_H
 #define MIGRDMA_SHIM_INIT_H
 
+#include <stdbool.h>
+#include <sys/socket.h>
+
 #include "config.h"
 
 const struct migrdma_config *shim_config(void);
@@ -26,7 +29,7 @@ void shim_mark_transport_fds(void);
 /*
  * fork (fork.c): each part takes its locks in prepare and releases them in
  * parent and child, in the lock order transport_lock, table_lock, then the
- * transport's (rt_atfork_*).
+ * transport's (rt_atfork_*), and last divert.c's report lock, a leaf.
  */
 void shim_install_fork_handlers(void);
 void init_atfork_prepare(void);
@@ -35,5 +38,10 @@ void init_atfork_child(void);
 void msock_atfork_prepare(void);
 void msock_atfork_parent(void);
 void msock_atfork_child(void);
+/* divert.c's report lock, a leaf: taken last, released first. */
+void divert_atfork_prepare(void);
+void divert_atfork_release(void);
+/* Is this the first failure to reach addr told (once per address)? */
+bool divert_first_report(const struct sockaddr *addr);
 
 #endif

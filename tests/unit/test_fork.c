@@ -4,7 +4,8 @@
  * child with a lock no thread will ever release (after cwrap's
  * socket_wrapper test_fork_thread_deadlock).  Worker threads keep taking
  * every process-wide lock: the munmap hook's registration-cache list,
- * rt_g.lock, the fd table's lock and the transport start-up lock.  The
+ * rt_g.lock, the fd table's lock, the transport start-up lock and the
+ * lock of the once-per-address failure report.  The
  * main thread forks again and again; each child takes the same locks and
  * exits.  A child that does not exit in time is stuck on a lock.
  */
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,16 +31,19 @@
 #include "common/log.h"
 #include "rdma/regcache.h"
 #include "rdma/transport.h"
+#include "rdma/internal.h"
 #include "shim/init.h"
+#include "shim/msock.h"
 #include "shim/shim.h"
 
 #define FORKS 100
-#define WORKERS 4
+#define WORKERS 5
 #define CHILD_LIMIT_MS 30000
 #define PAGE 4096
 
 static int stop;		/* atomic */
 static int fd_a, fd_b;
+static struct sockaddr_in report_addr = { .sin_family = AF_INET };
 
 
 /* Each worker and each child: one pass over the library's locks. */
@@ -63,6 +68,9 @@ static void touch_every_lock(int which)
 		break;
 	case 3:
 		shim_start_transport();		/* start-up lock, then rt_g.lock */
+		break;
+	case 4:
+		divert_first_report((const struct sockaddr *)&report_addr);
 		break;
 	}
 }
@@ -140,10 +148,53 @@ static void test_fork_while_threads_inside(void **state)
 	close(fd_b);
 }
 
+/* The parent's MADV_DONTFORK memory is not the child's: it is not even mapped there. */
+static void test_child_forgets_dontfork(void **state)
+{
+	size_t len = (size_t)1 << 20;
+	uint8_t *p;
+	pid_t pid;
+
+	(void)state;
+	shim_install_fork_handlers();
+	rt_g.opts.defer = RT_DEFER_AUTO;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED);
+	assert_int_equal(madvise(p, len, MADV_DONTFORK), 0);
+	assert_true(defer_allowed(p, PAGE));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Fresh memory where the parent's was: never marked by the child. */
+		void *q = mmap(p, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+		_exit(q == (void *)p && !defer_allowed(p, PAGE) ? 0 : 1);
+	}
+	assert_int_equal(reap(pid), 0);
+	assert_true(defer_allowed(p, PAGE));
+	munmap(p, len);
+}
+
+/* A child's connect() on an inherited socket fails at once, touching nothing of the parent's. */
+static void test_inherited_socket_connect(void **state)
+{
+	struct msock ms = { 0 };
+
+	(void)state;
+	ms.forked_away = true;
+	ms.conn = (struct rt_conn *)(uintptr_t)16;	/* the parent's: must not be used */
+	errno = 0;
+	assert_int_equal(shim_connect_again(&ms), -1);
+	assert_int_equal(errno, EBADF);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fork_while_threads_inside),
+		cmocka_unit_test(test_child_forgets_dontfork),
+		cmocka_unit_test(test_inherited_socket_connect),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
