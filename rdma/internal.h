@@ -157,7 +157,7 @@ struct rt_conn {
 	struct ibv_comp_channel *chan;
 	bool chan_taken;		/* a program thread sleeps on chan; the service thread keeps off */
 	int sleep_wake_fd;		/* eventfd: wakes the thread asleep on chan for what is not a completion */
-	unsigned wake_gen;		/* counts conn_wake_waiters calls: what a spinning sleeper may miss */
+	unsigned wake_gen;		/* counts wake-ups and reaping passes: what a spinning sleeper may miss */
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
 	unsigned max_sge;

@@ -353,6 +353,8 @@ bool conn_progress(struct rt_conn *c)
 		conn_fail(c, EIO, "polling the completion queue failed");
 	if (!changed)
 		return false;
+	/* A sleeper spinning with the lock dropped did not see what this reaped. */
+	c->wake_gen++;
 	conn_flush_pending_ctrl(c);
 	pthread_cond_broadcast(&c->cond);
 	conn_update_events(c, newdata);

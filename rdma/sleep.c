@@ -107,20 +107,26 @@ bool conn_sleep(struct rt_conn *c, uint64_t deadline_ms, enum conn_wait_for what
 	struct timespec ts;
 	bool reaped;
 
-	if (spin_for_progress(c))
+	/* Counted while spinning too: a writer must not hold bytes a reader waits on. */
+	(*count)++;
+	/*
+	 * The spin drops the lock: a wake-up, or a completion another thread
+	 * reaped, may have come meanwhile (both move wake_gen).
+	 */
+	if (spin_for_progress(c) || c->wake_gen != gen) {
+		(*count)--;
 		return true;
-	/* The spin dropped the lock: a wake-up meant for us may have come meanwhile. */
-	if (c->wake_gen != gen)
-		return true;
+	}
 	if (deadline_ms) {
 		uint64_t now = rt_now_ms();
 
-		if (now >= deadline_ms)
+		if (now >= deadline_ms) {
+			(*count)--;
 			return false;
+		}
 		if (deadline_ms - now < ms)
 			ms = (unsigned)(deadline_ms - now);
 	}
-	(*count)++;
 	reaped = conn_arm(c);
 	/*
 	 * Either sleep is bounded, so a lost wake-up costs a second, never a

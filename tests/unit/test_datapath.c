@@ -279,6 +279,78 @@ static void test_wake_during_spin_not_lost(void **state)
 	free_channel_conn(c);
 }
 
+static struct ibv_wc spin_wc[1];
+static int spin_nwc;
+
+static int spin_poll_cq(struct ibv_cq *cq, int n, struct ibv_wc *wc)
+{
+	int k = spin_nwc < n ? spin_nwc : n;
+
+	(void)cq;
+	memcpy(wc, spin_wc, sizeof(*wc) * (size_t)k);
+	spin_nwc -= k;
+	return k;
+}
+
+static int spin_req_notify(struct ibv_cq *cq, int solicited_only)
+{
+	(void)cq;
+	(void)solicited_only;
+	return 0;
+}
+
+static void *read_wait(void *arg)
+{
+	struct sleeper *s = arg;
+	uint64_t t0 = mono_us();
+
+	pthread_mutex_lock(&s->c->lock);
+	while (!s->c->rx_ready)
+		conn_sleep(s->c, 0, WAIT_MESSAGE);
+	pthread_mutex_unlock(&s->c->lock);
+	s->slept_us = mono_us() - t0;
+	return NULL;
+}
+
+/*
+ * A reader spinning (MIGRDMA_BUSY_POLL_US) drops the lock between polls.
+ * When another thread (a writer, the service thread) reaped the reader's
+ * message meanwhile, the reader's own polls found nothing, and it went to
+ * sleep for its whole one-second bound with the bytes already there.
+ */
+static void test_reap_by_another_during_spin(void **state)
+{
+	static struct ibv_context ctx;
+	static struct ibv_cq cq;
+	struct rt_conn *c = established_conn();
+	struct sleeper s = { .c = c };
+	pthread_t t;
+
+	(void)state;
+	ctx.ops.poll_cq = spin_poll_cq;
+	ctx.ops.req_notify_cq = spin_req_notify;
+	cq.context = &ctx;
+	c->cq = &cq;
+	rt_g.opts.busy_poll_us = 100 * 1000;
+	assert_int_equal(pthread_create(&t, NULL, read_wait, &s), 0);
+	usleep(20 * 1000);	/* inside the spin */
+	pthread_mutex_lock(&c->lock);
+	/* Another thread reaps a completion; it made the reader's bytes ready. */
+	memset(spin_wc, 0, sizeof(spin_wc));
+	spin_wc[0].wr_id = rt_wr_id(RT_WR_CTRL, 0);
+	spin_wc[0].status = IBV_WC_SUCCESS;
+	spin_nwc = 1;
+	assert_true(conn_progress(c));
+	c->rx_ready = 100;
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(t, NULL);
+	rt_g.opts.busy_poll_us = 0;
+	assert_true(s.slept_us < 500 * 1000);
+	c->rx_ready = 0;
+	c->cq = NULL;
+	free_conn(c);
+}
+
 /*
  * Small copied writes (QEMU's TLS records) are held only within a stream:
  * more than RT_STREAM_WRITES in a row, no read and no pause between them.
@@ -382,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_busy_poll_spins_its_budget),
 		cmocka_unit_test(test_channel_sleeper_woken_by_failure),
 		cmocka_unit_test(test_wake_during_spin_not_lost),
+		cmocka_unit_test(test_reap_by_another_during_spin),
 		cmocka_unit_test(test_small_writes_held_only_in_a_stream),
 		cmocka_unit_test(test_credit_wait_is_solicited_only),
 	};
