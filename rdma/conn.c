@@ -359,7 +359,13 @@ void conn_update_events(struct rt_conn *c, bool newdata)
 		ev |= RT_EV_RDHUP;
 	if (broken || (up && (c->shut_wr || c->peer_gone || conn_can_send(c))))
 		ev |= RT_EV_WRITABLE;
-	if (broken || c->peer_gone || ((c->fin_received || c->shut_rd) && c->shut_wr))
+	/*
+	 * A peer that closed after its FIN is a TCP socket in CLOSE_WAIT: no
+	 * hang-up while we may still write, so a program that closes on
+	 * POLLHUP first does not lose the bytes it has not read yet.
+	 */
+	if (broken || (c->peer_gone && !c->fin_received) ||
+	    ((c->fin_received || c->shut_rd) && c->shut_wr))
 		ev |= RT_EV_HUP;
 	if (broken)
 		ev |= RT_EV_ERR;

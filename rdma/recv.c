@@ -168,7 +168,8 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 			} else {
 				got += rx_copy(c, &p, true);
 			}
-			if (peek || !(flags & RT_RECV_WAITALL) || got == want) {
+			/* A peek with MSG_WAITALL waits for the whole length too, as TCP's does. */
+			if (!(flags & RT_RECV_WAITALL) || got == want) {
 				ret = (ssize_t)got;
 				break;
 			}

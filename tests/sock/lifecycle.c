@@ -167,6 +167,47 @@ int late_accept_client(struct sc_ctx *ctx)
 }
 
 /* ------------------------------------------------------------------ */
+/* closed_peer                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The peer writes, closes and is gone, and only then does this side look:
+ * the unread bytes must still be there, and poll must not say POLLHUP,
+ * which programs take as "nothing more will come".
+ */
+int closed_peer_server(struct sc_ctx *ctx)
+{
+	int fd;
+
+	sc_step("write, then close");
+	fd = sc_accept(ctx->lfd);
+	sc_send_stream(fd, sc_seed(1), 0, 65536, "data");
+	close(fd);
+	return 0;
+}
+
+int closed_peer_client(struct sc_ctx *ctx)
+{
+	short rev;
+	int fd;
+
+	sc_step("let the peer close, then poll");
+	fd = sc_connect(ctx);
+	/* Long enough for the peer's close to be complete on any transport. */
+	nanosleep(&(struct timespec){ 2, 0 }, NULL);
+	rev = sc_poll1(fd, POLLIN | POLLOUT | POLLRDHUP, 0);
+	if ((rev & (POLLIN | POLLOUT | POLLRDHUP | POLLHUP)) != (POLLIN | POLLOUT | POLLRDHUP))
+		sc_fail("peer closed, bytes unread: revents 0x%x, want POLLIN|POLLOUT|POLLRDHUP",
+			rev);
+
+	sc_step("read every byte, then EOF");
+	sc_recv_stream(fd, sc_seed(1), 0, 65536, "data");
+	sc_expect_eof(fd, "after data");
+	close(fd);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* peer_close                                                          */
 /* ------------------------------------------------------------------ */
 

@@ -6,7 +6,9 @@
  *    sends it on its own ESTABLISHED, which can come first);
  *  - before the proof, nothing else is taken, DATA included;
  *  - a receive consumed by an RDMA write with immediate data (which this
- *    protocol never sends) is an error, not a re-read of the old buffer.
+ *    protocol never sends) is an error, not a re-read of the old buffer;
+ *  - a peek with MSG_WAITALL waits for the whole length, as TCP's does;
+ *  - a peer gone after its FIN is no hang-up while we may still write.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,6 +17,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -210,6 +214,88 @@ static void test_write_with_imm_is_refused(void **state)
 	assert_int_equal(c->rx_ready, 0);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* An established connection holding one DATA message of four bytes, "abcd". */
+static struct rt_conn *holding_four_bytes(void)
+{
+	struct rt_conn *c = accepting_server(false);
+
+	c->state = CS_ESTABLISHED;
+	queue_recv(0, put_data(c, 0), IBV_WC_RECV);
+	progress(c);
+	assert_int_equal(c->rx_ready, 4);
+	return c;
+}
+
+static void test_peek_waitall_waits(void **state)
+{
+	struct rt_conn *c = holding_four_bytes();
+	char buf[8] = { 0 };
+	struct iovec iov = { buf, sizeof(buf) };
+	uint64_t t0 = mono_ms();
+	ssize_t n;
+
+	(void)state;
+	/* Four of eight bytes: it waits out its timeout, then gives what is there. */
+	n = rt_recv(c, &iov, 1, RT_RECV_PEEK | RT_RECV_WAITALL, 200);
+	assert_int_equal(n, 4);
+	assert_true(mono_ms() - t0 >= 150);
+	assert_memory_equal(buf, "abcd", 4);
+	assert_int_equal(c->rx_ready, 4);	/* still there: it was a peek */
+	/* Non-blocking, it returns what is there at once. */
+	assert_int_equal(rt_recv(c, &iov, 1, RT_RECV_PEEK | RT_RECV_WAITALL, 0), 4);
+	/* Asking for no more than is there, it returns at once too. */
+	iov.iov_len = 4;
+	t0 = mono_ms();
+	assert_int_equal(rt_recv(c, &iov, 1, RT_RECV_PEEK | RT_RECV_WAITALL, 5000), 4);
+	assert_true(mono_ms() - t0 < 1000);
+}
+
+static unsigned last_events;
+
+static void note_events(void *arg, unsigned events)
+{
+	(void)arg;
+	last_events = events;
+}
+
+static unsigned events_now(struct rt_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->last_events = ~0u;
+	conn_update_events(c, false);
+	pthread_mutex_unlock(&c->lock);
+	return last_events;
+}
+
+static void test_closed_peer_is_no_hangup(void **state)
+{
+	struct rt_conn *c = holding_four_bytes();
+
+	(void)state;
+	c->notify = note_events;
+	/* The peer sent FIN, then went away (it disconnects after its FIN). */
+	c->fin_received = true;
+	c->peer_gone = true;
+	assert_int_equal(events_now(c) & (RT_EV_READABLE | RT_EV_RDHUP | RT_EV_WRITABLE | RT_EV_HUP),
+			 RT_EV_READABLE | RT_EV_RDHUP | RT_EV_WRITABLE);
+	/* Both directions closed: now it is one. */
+	c->shut_wr = true;
+	assert_true(events_now(c) & RT_EV_HUP);
+	/* Gone without a FIN: a reset, a hang-up at once. */
+	c->shut_wr = false;
+	c->fin_received = false;
+	assert_true(events_now(c) & RT_EV_HUP);
+	c->notify = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +304,8 @@ int main(void)
 		cmocka_unit_test(test_data_before_proof),
 		cmocka_unit_test(test_data_before_established_without_secret),
 		cmocka_unit_test(test_write_with_imm_is_refused),
+		cmocka_unit_test(test_peek_waitall_waits),
+		cmocka_unit_test(test_closed_peer_is_no_hangup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
