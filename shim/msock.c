@@ -189,9 +189,34 @@ ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 	return io_result(ret);
 }
 
+/*
+ * MSG_TRUNC on a TCP socket discards what it reads and never touches the
+ * buffer (which may be NULL).  The bytes land in a scratch buffer instead;
+ * threads share it, as nobody ever reads it.
+ */
+#define TRUNC_SCRATCH (64 * 1024)
+#define TRUNC_IOVS 64
+
+static int trunc_iov(const struct iovec *iov, int iovcnt, struct iovec *out)
+{
+	static char scratch[TRUNC_SCRATCH];
+	size_t want = 0;
+	int i, n = 0;
+
+	for (i = 0; i < iovcnt; i++)
+		want += iov[i].iov_len;
+	for (; want && n < TRUNC_IOVS; n++) {
+		out[n].iov_base = scratch;
+		out[n].iov_len = want < TRUNC_SCRATCH ? want : TRUNC_SCRATCH;
+		want -= out[n].iov_len;
+	}
+	return n;
+}
+
 ssize_t shim_recv(struct msock *ms, const struct iovec *iov, int iovcnt, int flags)
 {
 	int err = io_refused(ms, iovcnt);
+	struct iovec scratch[TRUNC_IOVS];
 	int rflags = 0;
 
 	if (!err && (flags & MSG_OOB))
@@ -207,6 +232,12 @@ ssize_t shim_recv(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 		rflags |= RT_RECV_PEEK;
 	if (flags & MSG_WAITALL)
 		rflags |= RT_RECV_WAITALL;
+	if (flags & MSG_TRUNC) {
+		iovcnt = trunc_iov(iov, iovcnt, scratch);
+		iov = scratch;
+		if (!iovcnt)
+			return 0;
+	}
 	return io_result(rt_recv(ms->conn, iov, iovcnt, rflags,
 				 io_timeout(ms, flags, &ms->rcv_timeout_ms)));
 }

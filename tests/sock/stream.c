@@ -574,7 +574,7 @@ int mixed_calls_server(struct sc_ctx *ctx)
 {
 	uint64_t seed = sc_seed(1), pos = 0, total = 0;
 	char *buf = sc_alloc_pages(MIX_BUF), *peek = sc_xmalloc(MIX_BUF);
-	size_t i, j, nops = mix_nops(), peeks = 0, waitalls = 0;
+	size_t i, j, nops = mix_nops(), peeks = 0, waitalls = 0, truncs = 0;
 	struct sockaddr_in peer;
 	socklen_t plen = sizeof(peer);
 	struct msghdr mh = { 0 };
@@ -645,6 +645,22 @@ int mixed_calls_server(struct sc_ctx *ctx)
 				sc_fail("op %zu: %s(MSG_WAITALL) returned %zd of %zu bytes",
 					j, recv_names[method], n, size);
 			waitalls++;
+		} else if (j % 12 == 1) {
+			/* MSG_TRUNC discards what it reads, into no buffer at all. */
+			do {
+				n = recv(fd, NULL, size, MSG_TRUNC | MSG_WAITALL);
+			} while (n < 0 && errno == EINTR);
+			if (n < 0)
+				sc_fail_errno("op %zu: recv(NULL, %zu, MSG_TRUNC|MSG_WAITALL)",
+					      j, size);
+			if ((size_t)n != size)
+				sc_fail("op %zu: recv(MSG_TRUNC|MSG_WAITALL) returned %zd of %zu bytes",
+					j, n, size);
+			truncs++;
+			sc_progress();
+			sc_count((uint64_t)n);
+			pos += (uint64_t)n;
+			continue;
 		} else {
 			do {
 				n = mix_recv_once(fd, (int)(j % 5), j, p, size, 0,
@@ -672,8 +688,8 @@ int mixed_calls_server(struct sc_ctx *ctx)
 	sc_send_u64(fd, total);
 	sc_step("wait for EOF");
 	sc_expect_eof(fd, "after ack");
-	sc_info("%zu receive ops, %zu peeks, %zu MSG_WAITALL", j, peeks,
-		waitalls);
+	sc_info("%zu receive ops, %zu peeks, %zu MSG_WAITALL, %zu MSG_TRUNC", j, peeks,
+		waitalls, truncs);
 	close(fd);
 	sc_free_pages(buf, MIX_BUF);
 	free(peek);
