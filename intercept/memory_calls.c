@@ -36,6 +36,7 @@ MIGRDMA_EXPORT int munmap(void *addr, size_t len)
 	shim_memory_unmapped(addr, len);
 	ret = REAL(munmap)(addr, len);
 	changed(addr, len);
+	shim_maps_changed();
 	return ret;
 }
 
@@ -53,6 +54,7 @@ MIGRDMA_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags
 	if (new_addr)
 		shim_memory_unmapped(new_addr, new_len);
 	ret = REAL(mremap)(old, old_len, new_len, flags, new_addr);
+	shim_maps_changed();
 	changed(old, old_len);
 	if (ret != MAP_FAILED)
 		changed(ret, new_len);
@@ -78,14 +80,27 @@ MIGRDMA_EXPORT int madvise(void *addr, size_t len, int advice)
 	return ret;
 }
 
-/* MAP_FIXED replaces whatever was mapped there. */
-MIGRDMA_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/*
+ * MAP_FIXED replaces whatever was mapped there.  Programs built with
+ * _FILE_OFFSET_BITS=64, QEMU among them, call the ...64 names; on LP64
+ * the two take the same arguments.
+ */
+static void *mapped(void *ret, size_t len, int flags)
 {
-	void *ret = REAL(mmap)(addr, len, prot, flags, fd, off);
-
+	shim_maps_changed();
 	if ((flags & MAP_FIXED) && ret != MAP_FAILED)
 		changed(ret, len);
 	return ret;
+}
+
+MIGRDMA_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return mapped(REAL(mmap)(addr, len, prot, flags, fd, off), len, flags);
+}
+
+MIGRDMA_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return mapped(REAL(mmap64)(addr, len, prot, flags, fd, off), len, flags);
 }
 
 /*
@@ -102,10 +117,8 @@ MIGRDMA_EXPORT int mprotect(void *addr, size_t len, int prot)
 }
 
 /* hugetlbfs-backed RAM is discarded through its file alone. */
-MIGRDMA_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
+static int allocated(int ret, int fd, int mode, off_t off, off_t len)
 {
-	int ret = REAL(fallocate)(fd, mode, off, len);
-
 	if (ret || off < 0 || len <= 0)
 		return ret;
 	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
@@ -115,12 +128,33 @@ MIGRDMA_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 	return ret;
 }
 
-MIGRDMA_EXPORT int ftruncate(int fd, off_t len)
+MIGRDMA_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 {
-	int64_t old = len >= 0 ? shim_file_size(fd) : -1;
-	int ret = REAL(ftruncate)(fd, len);
+	return allocated(REAL(fallocate)(fd, mode, off, len), fd, mode, off, len);
+}
 
+MIGRDMA_EXPORT int fallocate64(int fd, int mode, off_t off, off_t len)
+{
+	return allocated(REAL(fallocate64)(fd, mode, off, len), fd, mode, off, len);
+}
+
+static int truncated(int ret, int fd, int64_t old, off_t len)
+{
 	if (!ret && old > len)
 		shim_file_changed(fd, (uint64_t)len, (uint64_t)(old - len));
 	return ret;
+}
+
+MIGRDMA_EXPORT int ftruncate(int fd, off_t len)
+{
+	int64_t old = len >= 0 ? shim_file_size(fd) : -1;
+
+	return truncated(REAL(ftruncate)(fd, len), fd, old, len);
+}
+
+MIGRDMA_EXPORT int ftruncate64(int fd, off_t len)
+{
+	int64_t old = len >= 0 ? shim_file_size(fd) : -1;
+
+	return truncated(REAL(ftruncate64)(fd, len), fd, old, len);
 }

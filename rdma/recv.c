@@ -126,6 +126,20 @@ void conn_rx_discard(struct rt_conn *c)
 		conn_send_ctrl(c, WIRE_OP_CREDIT);
 }
 
+/*
+ * A peek consumes nothing, and only consumed bytes free room for more: can
+ * more still arrive?  Credit owed to the peer is reported first, so it
+ * never waits on us; then only a full queue of messages or a full ring
+ * stops it.
+ */
+static bool rx_can_grow(struct rt_conn *c)
+{
+	if (c->crx.owed_msgs || c->crx.owed_ring)
+		conn_send_ctrl(c, WIRE_OP_CREDIT);
+	return c->rxq_count < c->crx.msgs_lent &&
+	       c->crx.ring_pos - c->crx.ring_freed < c->crx.ring_size;
+}
+
 static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
 	size_t n = 0;
@@ -170,6 +184,10 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 			}
 			/* A peek with MSG_WAITALL waits for the whole length too, as TCP's does. */
 			if (!(flags & RT_RECV_WAITALL) || got == want) {
+				ret = (ssize_t)got;
+				break;
+			}
+			if (peek && !rx_can_grow(c)) {
 				ret = (ssize_t)got;
 				break;
 			}

@@ -107,12 +107,12 @@ static void entry_free(struct regcache *rc, struct regcache_entry *e)
 {
 	in_backend++;
 	rc->backend.dereg(rc->backend.ctx, e->handle);
-	in_backend--;
 	rc->stats.deregistrations++;
 	rc->stats.pinned_bytes -= e->len;
 	rc->stats.entries--;
 	__atomic_sub_fetch(&live_entries, 1, __ATOMIC_RELAXED);
 	free(e);
+	in_backend--;
 }
 
 /* Remove an entry from lookup; free it now if idle, else on its last put. */
@@ -218,14 +218,19 @@ static struct regcache_entry *try_register(struct regcache *rc, uintptr_t start,
 		errno = ENOMEM;
 		return NULL;
 	}
+	/* An allocator other than glibc's may madvise or map here: our own hooks. */
+	in_backend++;
 	e = calloc(1, sizeof(*e));
+	in_backend--;
 	if (!e)
 		return NULL;
 	e->handle = backend_reg(rc, start, len, &e->lkey);
 	if (!e->handle) {
 		int saved = errno;
 
+		in_backend++;
 		free(e);
+		in_backend--;
 		errno = saved;
 		return NULL;
 	}
@@ -373,6 +378,7 @@ void regcache_atfork_child(void)
 {
 	/* The parent's registrations are not the child's to drop. */
 	__atomic_store_n(&all_head, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&live_entries, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&all_lock);
 }
 

@@ -68,6 +68,8 @@ void shim_memory_advised(const void *addr, size_t len, int advice);
  * drop registrations over the program's mappings of it.  Keeps errno.
  */
 void shim_file_changed(int fd, uint64_t offset, uint64_t len);
+/* The program mapped, unmapped or moved memory (filemaps.c's cache). */
+void shim_maps_changed(void);
 /* fd's size when it is a regular file and memory is registered, else -1. */
 int64_t shim_file_size(int fd);
 

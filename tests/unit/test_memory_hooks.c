@@ -9,7 +9,11 @@
  *    the file behind a mapping losing pages (fallocate's PUNCH_HOLE, as
  *    QEMU discards hugetlbfs RAM, and a shrinking ftruncate);
  *  - and for nothing else: the file hooks drop only what maps the changed
- *    part of that file.
+ *    part of that file;
+ *  - through the names programs built with _FILE_OFFSET_BITS=64 call
+ *    (mmap64, fallocate64, ftruncate64), as QEMU is;
+ *  - with the file's mappings remembered only until the program's mappings
+ *    change.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -161,6 +165,53 @@ static void test_truncate(void **state)
 	close(fd);
 }
 
+static void test_largefile_names(void **state)
+{
+	uint8_t *p = aligned_map(1), *f;
+	int fd;
+
+	(void)state;
+	assert_int_equal(registers_afresh(p), 1);
+	assert_true(mmap64(p, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			   -1, 0) == p);
+	assert_int_equal(registers_afresh(p), 1);
+
+	f = file_chunks(&fd);
+	assert_int_equal(fallocate64(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+				     (off_t)MIB), 0);
+	assert_int_equal(registers_afresh(f), 1);
+	assert_int_equal(registers_afresh(f + MIB), 0);
+	assert_int_equal(ftruncate64(fd, (off_t)MIB), 0);
+	assert_int_equal(registers_afresh(f + MIB), 1);
+	close(fd);
+}
+
+/* A second mapping of a file made after a first hole punch is not missed by the next. */
+static void test_new_mapping_after_punch(void **state)
+{
+	int fd;
+	uint8_t *p = file_chunks(&fd), *q = aligned_map(2);
+
+	(void)state;
+	assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)MIB, (off_t)MIB), 0);
+	assert_int_equal(registers_afresh(p + MIB), 1);
+	assert_true(mmap(q, 2 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == q);
+	memset(q, 0x33, 2 * MIB);
+	assert_int_equal(registers_afresh(q + MIB), 1);
+	assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)MIB, (off_t)MIB), 0);
+	assert_int_equal(registers_afresh(q + MIB), 1);
+	assert_int_equal(registers_afresh(p + MIB), 1);
+	/* Nothing mapped changed since: the remembered mappings serve. */
+	assert_int_equal(registers_afresh(q), 1);
+	assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)MIB, (off_t)MIB), 0);
+	assert_int_equal(registers_afresh(q + MIB), 1);
+	assert_int_equal(registers_afresh(q), 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +220,8 @@ int main(void)
 		cmocka_unit_test(test_mprotect_write),
 		cmocka_unit_test(test_punch_hole),
 		cmocka_unit_test(test_truncate),
+		cmocka_unit_test(test_largefile_names),
+		cmocka_unit_test(test_new_mapping_after_punch),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

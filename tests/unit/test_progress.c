@@ -7,7 +7,9 @@
  *  - before the proof, nothing else is taken, DATA included;
  *  - a receive consumed by an RDMA write with immediate data (which this
  *    protocol never sends) is an error, not a re-read of the old buffer;
- *  - a peek with MSG_WAITALL waits for the whole length, as TCP's does;
+ *  - a peek with MSG_WAITALL waits for the whole length, as TCP's does, but
+ *    not for more than the peer can send before we consume anything;
+ *  - MSG_TRUNC discards what it reads, without a buffer and without a cap;
  *  - a peer gone after its FIN is no hang-up while we may still write.
  */
 #include <errno.h>
@@ -24,6 +26,8 @@
 
 #include "rdma/auth.h"
 #include "rdma/internal.h"
+#include "shim/msock.h"
+#include "shim/shim.h"
 
 static const char secret[] = "a-shared-secret";
 
@@ -258,6 +262,76 @@ static void test_peek_waitall_waits(void **state)
 	assert_true(mono_ms() - t0 < 1000);
 }
 
+static void test_peek_waitall_full_queue(void **state)
+{
+	struct rt_conn *c = holding_four_bytes();
+	char buf[200];
+	struct iovec iov = { buf, sizeof(buf) };
+	uint64_t t0;
+	unsigned i;
+
+	(void)state;
+	/* Every message credit holds unread bytes: the peer can send nothing more. */
+	for (i = 1; i < RT_DATA_CREDITS; i++) {
+		queue_recv(i, put_data(c, i), IBV_WC_RECV);
+		progress(c);
+	}
+	assert_int_equal(c->rx_ready, 4 * RT_DATA_CREDITS);
+	t0 = mono_ms();
+	assert_int_equal(rt_recv(c, &iov, 1, RT_RECV_PEEK | RT_RECV_WAITALL, 5000),
+			 4 * RT_DATA_CREDITS);
+	assert_true(mono_ms() - t0 < 1000);
+}
+
+/* A DATA message placing len ring bytes of value v at the ring's current position. */
+static uint32_t put_ring_data(struct rt_conn *c, unsigned idx, uint32_t len, uint8_t v)
+{
+	uint8_t *buf = c->rbufs + (size_t)idx * RT_MSG_SIZE;
+	struct wire_hdr h = { 0 };
+
+	memset(c->ring + (c->crx.ring_pos % c->ring_size), v, len);
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_DATA;
+	h.nseg = 1;
+	h.ring_len = len;
+	wire_hdr_encode(&h, buf);
+	wire_put32(buf + WIRE_HDR_LEN, wire_seg_encode(len, 1));
+	return WIRE_HDR_LEN + 4;
+}
+
+static void test_trunc_discards_without_cap(void **state)
+{
+	struct rt_conn *c = accepting_server(false);
+	struct iovec iov = { NULL, 6u << 20 };
+	struct msock ms = { 0 };
+	uint32_t chunk = 2u << 20;
+	char tail[5] = { 0 };
+	unsigned i;
+
+	(void)state;
+	c->state = CS_ESTABLISHED;
+	c->ring_size = 8u << 20;
+	c->ring = calloc(1, c->ring_size);
+	assert_non_null(c->ring);
+	credit_rx_init(&c->crx, RT_DATA_CREDITS, c->ring_size);
+	for (i = 0; i < 3; i++) {
+		queue_recv(i, put_ring_data(c, i, chunk, (uint8_t)i), IBV_WC_RECV);
+		progress(c);
+	}
+	queue_recv(3, put_data(c, 3), IBV_WC_RECV);
+	progress(c);
+	assert_int_equal(c->rx_ready, 3 * chunk + 4);
+	ms.conn = c;
+	ms.rcv_timeout_ms = -1;
+	/* 6 MiB into no buffer at all, as TCP's MSG_TRUNC does. */
+	assert_int_equal(shim_recv(&ms, &iov, 1, MSG_TRUNC | MSG_WAITALL), 3 * chunk);
+	/* What follows is intact. */
+	iov.iov_base = tail;
+	iov.iov_len = 4;
+	assert_int_equal(shim_recv(&ms, &iov, 1, 0), 4);
+	assert_string_equal(tail, "abcd");
+}
+
 static unsigned last_events;
 
 static void note_events(void *arg, unsigned events)
@@ -305,6 +379,8 @@ int main(void)
 		cmocka_unit_test(test_data_before_established_without_secret),
 		cmocka_unit_test(test_write_with_imm_is_refused),
 		cmocka_unit_test(test_peek_waitall_waits),
+		cmocka_unit_test(test_peek_waitall_full_queue),
+		cmocka_unit_test(test_trunc_discards_without_cap),
 		cmocka_unit_test(test_closed_peer_is_no_hangup),
 	};
 
