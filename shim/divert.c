@@ -95,12 +95,12 @@ static enum log_level fallback_level(void)
 	return fallback_tcp() ? LOG_LEVEL_WARN : LOG_LEVEL_ERROR;
 }
 
+static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /*
  * Should a failure to reach addr be told at the default level?  Once per
  * address: a program retrying in a loop would otherwise fill the log.
  */
-static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
-
 bool divert_first_report(const struct sockaddr *addr)
 {
 	static char seen[16][64];
