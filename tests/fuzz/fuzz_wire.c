@@ -63,6 +63,13 @@ static void check_msg(uint8_t selector, const uint8_t *data, size_t size)
 	    (uint64_t)d.ring_off + h.ring_len > lim.ring_size ||
 	    d.segs + 4 * (size_t)h.nseg != data + size)
 		abort();
+	/* It fits the unread space, and starts where the receiver says, not the sender. */
+	if ((uint64_t)h.ring_skip + h.ring_len > lim.ring_free)
+		abort();
+	if (d.ring_off != (h.ring_skip ? 0 : (uint32_t)(lim.ring_pos & (lim.ring_size - 1))))
+		abort();
+	if (h.ring_skip && h.ring_skip != lim.ring_size - (uint32_t)(lim.ring_pos & (lim.ring_size - 1)))
+		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
