@@ -5,6 +5,7 @@
  * give credit back as whole messages are consumed.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -30,6 +31,7 @@ struct iov_pos {
 	int iovcnt;
 	int i;
 	size_t off;
+	bool discard;		/* count the bytes, copy nothing (MSG_TRUNC) */
 };
 
 static size_t iov_put(struct iov_pos *p, const uint8_t *src, size_t n)
@@ -40,7 +42,8 @@ static size_t iov_put(struct iov_pos *p, const uint8_t *src, size_t n)
 		size_t room = p->iov[p->i].iov_len - p->off;
 		size_t k = n - done < room ? n - done : room;
 
-		memcpy((uint8_t *)p->iov[p->i].iov_base + p->off, src + done, k);
+		if (!p->discard)
+			memcpy((uint8_t *)p->iov[p->i].iov_base + p->off, src + done, k);
 		done += k;
 		p->off += k;
 		if (p->off == p->iov[p->i].iov_len) {
@@ -145,8 +148,9 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 	size_t n = 0;
 	int i;
 
+	/* Bounded as a read's count is: nothing wraps. */
 	for (i = 0; i < iovcnt; i++)
-		n += iov[i].iov_len;
+		n = iov[i].iov_len > SSIZE_MAX - n ? SSIZE_MAX : n + iov[i].iov_len;
 	return n;
 }
 
@@ -155,7 +159,7 @@ ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 {
 	uint64_t deadline = rt_deadline(timeout_ms);
 	bool nonblock = timeout_ms == 0;
-	struct iov_pos p = { iov, iovcnt, 0, 0 };
+	struct iov_pos p = { iov, iovcnt, 0, 0, flags & RT_RECV_TRUNC };
 	bool peek = flags & RT_RECV_PEEK;
 	size_t want = iov_total(iov, iovcnt), got = 0;
 	ssize_t ret;

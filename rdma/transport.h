@@ -143,6 +143,7 @@ void rt_conn_set_nodelay(struct rt_conn *c, bool on);
 
 #define RT_RECV_PEEK	0x1
 #define RT_RECV_WAITALL	0x2
+#define RT_RECV_TRUNC	0x4	/* discard what is read (TCP's MSG_TRUNC): iov_base never touched */
 
 /*
  * Read stream bytes into iov: 0 at EOF; -EAGAIN when none came within

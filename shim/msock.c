@@ -189,44 +189,6 @@ ssize_t shim_send(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 	return io_result(ret);
 }
 
-/*
- * MSG_TRUNC on a TCP socket discards what it reads and never touches the
- * buffer (which may be NULL).  The bytes land in a scratch buffer instead;
- * threads share it, as nobody ever reads it.  Returns what rt_recv does.
- */
-#define TRUNC_SCRATCH (64 * 1024)
-#define TRUNC_IOVS 64
-
-static ssize_t recv_discard(struct rt_conn *c, const struct iovec *iov, int iovcnt,
-			    int rflags, int timeout_ms)
-{
-	static char scratch[TRUNC_SCRATCH];
-	struct iovec to[TRUNC_IOVS];
-	size_t want = 0, got = 0;
-	ssize_t n;
-	int i;
-
-	for (i = 0; i < iovcnt; i++)
-		want = iov[i].iov_len > SSIZE_MAX - want ? SSIZE_MAX : want + iov[i].iov_len;
-	do {
-		size_t left = want - got;
-
-		for (i = 0; left && i < TRUNC_IOVS; i++) {
-			to[i].iov_base = scratch;
-			to[i].iov_len = left < TRUNC_SCRATCH ? left : TRUNC_SCRATCH;
-			left -= to[i].iov_len;
-		}
-		if (!i)
-			break;
-		n = rt_recv(c, to, i, rflags, timeout_ms);
-		if (n <= 0)
-			return got ? (ssize_t)got : n;
-		got += (size_t)n;
-		/* A peek sees the same bytes again; without WAITALL, one read is enough. */
-	} while (got < want && (rflags & RT_RECV_WAITALL) && !(rflags & RT_RECV_PEEK));
-	return (ssize_t)got;
-}
-
 ssize_t shim_recv(struct msock *ms, const struct iovec *iov, int iovcnt, int flags)
 {
 	int err = io_refused(ms, iovcnt);
@@ -245,9 +207,9 @@ ssize_t shim_recv(struct msock *ms, const struct iovec *iov, int iovcnt, int fla
 		rflags |= RT_RECV_PEEK;
 	if (flags & MSG_WAITALL)
 		rflags |= RT_RECV_WAITALL;
+	/* TCP discards what MSG_TRUNC reads; the buffer may even be NULL. */
 	if (flags & MSG_TRUNC)
-		return io_result(recv_discard(ms->conn, iov, iovcnt, rflags,
-					      io_timeout(ms, flags, &ms->rcv_timeout_ms)));
+		rflags |= RT_RECV_TRUNC;
 	return io_result(rt_recv(ms->conn, iov, iovcnt, rflags,
 				 io_timeout(ms, flags, &ms->rcv_timeout_ms)));
 }
