@@ -83,10 +83,13 @@ MIGRDMA_EXPORT int madvise(void *addr, size_t len, int advice)
 /*
  * MAP_FIXED replaces whatever was mapped there.  Programs built with
  * _FILE_OFFSET_BITS=64, QEMU among them, call the ...64 names; on LP64
- * the two take the same arguments.
+ * the two take the same arguments, so each pair shares one body.
  */
-static void *mapped(void *ret, size_t len, int flags)
+static void *map_with(void *(*real_mmap)(void *, size_t, int, int, int, off_t), void *addr,
+		      size_t len, int prot, int flags, int fd, off_t off)
 {
+	void *ret = real_mmap(addr, len, prot, flags, fd, off);
+
 	shim_maps_changed();
 	if ((flags & MAP_FIXED) && ret != MAP_FAILED)
 		changed(ret, len);
@@ -95,12 +98,12 @@ static void *mapped(void *ret, size_t len, int flags)
 
 MIGRDMA_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	return mapped(REAL(mmap)(addr, len, prot, flags, fd, off), len, flags);
+	return map_with(REAL(mmap), addr, len, prot, flags, fd, off);
 }
 
 MIGRDMA_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	return mapped(REAL(mmap64)(addr, len, prot, flags, fd, off), len, flags);
+	return map_with(REAL(mmap64), addr, len, prot, flags, fd, off);
 }
 
 /*
@@ -117,8 +120,11 @@ MIGRDMA_EXPORT int mprotect(void *addr, size_t len, int prot)
 }
 
 /* hugetlbfs-backed RAM is discarded through its file alone. */
-static int allocated(int ret, int fd, int mode, off_t off, off_t len)
+static int allocate_with(int (*real_fallocate)(int, int, off_t, off_t), int fd, int mode,
+			 off_t off, off_t len)
 {
+	int ret = real_fallocate(fd, mode, off, len);
+
 	if (ret || off < 0 || len <= 0)
 		return ret;
 	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
@@ -130,16 +136,19 @@ static int allocated(int ret, int fd, int mode, off_t off, off_t len)
 
 MIGRDMA_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 {
-	return allocated(REAL(fallocate)(fd, mode, off, len), fd, mode, off, len);
+	return allocate_with(REAL(fallocate), fd, mode, off, len);
 }
 
 MIGRDMA_EXPORT int fallocate64(int fd, int mode, off_t off, off_t len)
 {
-	return allocated(REAL(fallocate64)(fd, mode, off, len), fd, mode, off, len);
+	return allocate_with(REAL(fallocate64), fd, mode, off, len);
 }
 
-static int truncated(int ret, int fd, int64_t old, off_t len)
+static int truncate_with(int (*real_ftruncate)(int, off_t), int fd, off_t len)
 {
+	int64_t old = len >= 0 ? shim_file_size(fd) : -1;
+	int ret = real_ftruncate(fd, len);
+
 	if (!ret && old > len)
 		shim_file_changed(fd, (uint64_t)len, (uint64_t)(old - len));
 	return ret;
@@ -147,14 +156,10 @@ static int truncated(int ret, int fd, int64_t old, off_t len)
 
 MIGRDMA_EXPORT int ftruncate(int fd, off_t len)
 {
-	int64_t old = len >= 0 ? shim_file_size(fd) : -1;
-
-	return truncated(REAL(ftruncate)(fd, len), fd, old, len);
+	return truncate_with(REAL(ftruncate), fd, len);
 }
 
 MIGRDMA_EXPORT int ftruncate64(int fd, off_t len)
 {
-	int64_t old = len >= 0 ? shim_file_size(fd) : -1;
-
-	return truncated(REAL(ftruncate64)(fd, len), fd, old, len);
+	return truncate_with(REAL(ftruncate64), fd, len);
 }
