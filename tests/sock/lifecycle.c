@@ -52,6 +52,16 @@ static void expect_hup(int fd, const char *what)
 			what, rev);
 }
 
+/* A read hang-up, not a full one: readable (EOF), still writable. */
+static void expect_rdhup_only(int fd, const char *what)
+{
+	short rev = sc_poll1(fd, POLLIN | POLLOUT | POLLRDHUP, 0);
+
+	if ((rev & (POLLIN | POLLOUT | POLLRDHUP | POLLHUP)) !=
+	    (POLLIN | POLLOUT | POLLRDHUP))
+		sc_fail("%s: revents 0x%x, want POLLIN|POLLOUT|POLLRDHUP", what, rev);
+}
+
 int eof_client(struct sc_ctx *ctx)
 {
 	char c = 'x';
@@ -78,7 +88,6 @@ int eof_client(struct sc_ctx *ctx)
 
 int eof_server(struct sc_ctx *ctx)
 {
-	short rev;
 	int fd;
 
 	sc_step("read until EOF");
@@ -87,11 +96,7 @@ int eof_server(struct sc_ctx *ctx)
 	sc_expect_eof(fd, "after request");
 	sc_expect_eof(fd, "EOF again");
 	/* EOF stays readable, and is a read hang-up, not a full one. */
-	rev = sc_poll1(fd, POLLIN | POLLOUT | POLLRDHUP, 0);
-	if ((rev & (POLLIN | POLLOUT | POLLRDHUP | POLLHUP)) !=
-	    (POLLIN | POLLOUT | POLLRDHUP))
-		sc_fail("after peer SHUT_WR: revents 0x%x, want POLLIN|POLLOUT|POLLRDHUP",
-			rev);
+	expect_rdhup_only(fd, "after peer SHUT_WR");
 
 	sc_step("reply on the half-closed socket");
 	sc_send_stream(fd, sc_seed(2), 0, eof_reply(), "reply");
@@ -188,17 +193,13 @@ int closed_peer_server(struct sc_ctx *ctx)
 
 int closed_peer_client(struct sc_ctx *ctx)
 {
-	short rev;
 	int fd;
 
 	sc_step("let the peer close, then poll");
 	fd = sc_connect(ctx);
 	/* Long enough for the peer's close to be complete on any transport. */
 	nanosleep(&(struct timespec){ 2, 0 }, NULL);
-	rev = sc_poll1(fd, POLLIN | POLLOUT | POLLRDHUP, 0);
-	if ((rev & (POLLIN | POLLOUT | POLLRDHUP | POLLHUP)) != (POLLIN | POLLOUT | POLLRDHUP))
-		sc_fail("peer closed, bytes unread: revents 0x%x, want POLLIN|POLLOUT|POLLRDHUP",
-			rev);
+	expect_rdhup_only(fd, "peer closed, bytes unread");
 
 	sc_step("read every byte, then EOF");
 	sc_recv_stream(fd, sc_seed(1), 0, 65536, "data");
