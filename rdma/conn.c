@@ -315,11 +315,33 @@ void conn_free_zombies(void)
 	}
 }
 
+/*
+ * A failed connection's device must read no more of what we posted: a
+ * write that returns an error leaves its buffer to the program, which may
+ * overwrite it at once.  The error state ends the queue pair's work and
+ * completes every request still posted (flushed), without waiting for the
+ * rdma_disconnect that the next tick makes.
+ */
+static void conn_stop_qp(struct rt_conn *c)
+{
+	struct ibv_qp_attr attr = { .qp_state = IBV_QPS_ERR };
+	int ret;
+
+	if (!c->qp || c->qp_stopped)
+		return;
+	c->qp_stopped = true;
+	ret = ibv_modify_qp(c->qp, &attr, IBV_QP_STATE);
+	if (ret)
+		log_warn(c->id, "cannot stop the queue pair of the failed connection: %s",
+			 strerror(ret));
+}
+
 /* Called with c->lock held. */
 void conn_fail(struct rt_conn *c, int err, const char *reason)
 {
 	if (c->state == CS_FAILED)
 		return;
+	conn_stop_qp(c);
 	if (c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED)
 		log_warn(c->id, "connection broken: %s", reason);
 	else
@@ -401,10 +423,13 @@ static int events_needed(const struct rt_conn *c)
 {
 	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
 	bool want_window = up && !c->shut_wr && !c->fin_sent && !conn_can_send(c);
+	/* A control message waiting for room goes when our own sends complete. */
+	bool ctrl_waits = c->ctrl_credit_pending || c->ctrl_fin_pending || c->ctrl_pong_pending ||
+			  c->ctrl_ping_pending;
 
 	if (!c->cq || c->destroyed || c->state == CS_FAILED)
 		return 0;
-	if (c->sleepers_any || (want_window && !conn_short_of_credit_only(c)))
+	if (c->sleepers_any || ctrl_waits || (want_window && !conn_short_of_credit_only(c)))
 		return 2;
 	if (c->sleepers || c->sleepers_credit || want_window || !conn_readable(c))
 		return 1;

@@ -28,6 +28,8 @@
 #define RT_MAX_REFS		(RT_MAX_WR_PER_MSG * RT_MAX_SGE)
 #define RT_SQ_DEPTH		(RT_TX_SLOTS * (RT_MAX_WR_PER_MSG + 1) + RT_CTRL_SLOTS)
 #define RT_LINGER_MS		10000u		/* how long close waits for sends to drain */
+/* How long a write that failed waits for the device to give its buffers back. */
+#define RT_FLUSH_WAIT_MS	2000u
 /*
  * A write of at least this many bytes may leave its tail unposted so the
  * next write can join it (see send.c); smaller ones are posted at once,
@@ -177,6 +179,7 @@ struct rt_conn {
 	bool ctrl_credit_pending;	/* a CREDIT is owed but no slot was free */
 	bool ctrl_fin_pending;
 	bool ctrl_pong_pending;
+	bool ctrl_ping_pending;
 	unsigned data_wrs_outstanding;	/* work requests of DATA messages not yet completed */
 	uint64_t ctrl_posted;		/* control messages posted, ever */
 	uint64_t ctrl_done;		/* of them, known to be complete */
@@ -226,6 +229,7 @@ struct rt_conn {
 	bool shut_wr;
 	bool owner_gone;		/* rt_conn_close called */
 	bool disconnecting;		/* rdma_disconnect called */
+	bool qp_stopped;		/* moved to the error state: the device reads nothing more */
 	bool destroyed;
 	bool ping_outstanding;
 	bool auth;			/* MIGRDMA_SECRET challenge-response in use */
@@ -236,7 +240,8 @@ struct rt_conn {
 	const char *end_reason;
 
 	uint64_t seq_posted;		/* DATA messages posted */
-	uint64_t seq_done;		/* DATA messages whose SEND completed */
+	uint64_t seq_done;		/* DATA messages whose SEND completed, or was flushed */
+	uint64_t seq_ok;		/* ... that completed without error */
 
 	rt_notify_fn notify;
 	void *notify_arg;

@@ -36,6 +36,7 @@ static bool ctrl_pending_flag(struct rt_conn *c, enum wire_opcode op, bool set)
 {
 	bool *flag = op == WIRE_OP_FIN ? &c->ctrl_fin_pending :
 		     op == WIRE_OP_PONG ? &c->ctrl_pong_pending :
+		     op == WIRE_OP_PING ? &c->ctrl_ping_pending :
 		     op == WIRE_OP_CREDIT ? &c->ctrl_credit_pending : NULL;
 
 	if (flag)
@@ -58,6 +59,17 @@ static unsigned ctrl_free_slot(const struct rt_conn *c)
 	return i;
 }
 
+static bool ctrl_sq_room(const struct rt_conn *c)
+{
+	/*
+	 * An open DATA message keeps the entries tx_can_open reserved for it:
+	 * taken here, its post would overflow the queue.
+	 */
+	unsigned held = c->tx.open ? RT_MAX_WR_PER_MSG + 1 : 0;
+
+	return c->data_wrs_outstanding + held + (c->ctrl_posted - c->ctrl_done) + 1 <= RT_SQ_DEPTH;
+}
+
 void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,
 			    uint32_t len)
 {
@@ -71,7 +83,7 @@ void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *
 
 	if (!c->qp || c->state == CS_FAILED || c->disconnecting)
 		return;
-	if (c->data_wrs_outstanding + (c->ctrl_posted - c->ctrl_done) + 1 > RT_SQ_DEPTH) {
+	if (!ctrl_sq_room(c)) {
 		/* Posting now would overflow the send queue: after the next reap. */
 		ctrl_pending_flag(c, op, true);
 		return;
@@ -143,6 +155,8 @@ void conn_flush_pending_ctrl(struct rt_conn *c)
 		conn_send_ctrl(c, WIRE_OP_FIN);
 	if (c->ctrl_pong_pending)
 		conn_send_ctrl(c, WIRE_OP_PONG);
+	if (c->ctrl_ping_pending)
+		conn_send_ctrl(c, WIRE_OP_PING);
 	if (c->ctrl_credit_pending)
 		conn_send_ctrl(c, WIRE_OP_CREDIT);
 }
@@ -266,7 +280,7 @@ static void handle_recv(struct rt_conn *c, unsigned idx, uint32_t len, bool *new
 	}
 }
 
-static void handle_send_done(struct rt_conn *c, uint64_t kind, uint64_t value)
+static void handle_send_done(struct rt_conn *c, uint64_t kind, uint64_t value, bool ok)
 {
 	struct tx_slot *s;
 	unsigned idx;
@@ -290,6 +304,8 @@ static void handle_send_done(struct rt_conn *c, uint64_t kind, uint64_t value)
 	c->data_wrs_outstanding -= s->nwr;
 	if (s->seq > c->seq_done)
 		c->seq_done = s->seq;
+	if (ok && s->seq > c->seq_ok)
+		c->seq_ok = s->seq;
 	/* Completions come in order: every control message before it is done too. */
 	if (s->ctrl_before > c->ctrl_done)
 		c->ctrl_done = s->ctrl_before;
@@ -330,7 +346,7 @@ bool conn_progress(struct rt_conn *c)
 
 			if (wc[i].status != IBV_WC_SUCCESS) {
 				if (kind == RT_WR_DATA || kind == RT_WR_CTRL)
-					handle_send_done(c, kind, value);
+					handle_send_done(c, kind, value, false);
 				if (wc[i].status == IBV_WC_WR_FLUSH_ERR &&
 				    (c->disconnecting || c->peer_gone || c->state == CS_FAILED))
 					continue;
@@ -346,7 +362,7 @@ bool conn_progress(struct rt_conn *c)
 			else if (kind == RT_WR_RECV && value < c->nrecv)
 				handle_recv(c, (unsigned)value, wc[i].byte_len, &newdata);
 			else
-				handle_send_done(c, kind, value);
+				handle_send_done(c, kind, value, true);
 		}
 	}
 	if (n < 0)

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "common/log.h"
@@ -265,6 +266,45 @@ static void tx_update_budget(struct rt_conn *c)
 		c->tx.ring_budget = b;
 }
 
+/* The open message's nwr work requests are on the send queue. */
+static void tx_slot_posted(struct rt_conn *c, unsigned nwr)
+{
+	struct tx_slot *s = c->tx.slot;
+
+	s->busy = true;
+	s->nwr = nwr;
+	s->seq = ++c->seq_posted;
+	s->ctrl_before = c->ctrl_posted;
+	c->data_wrs_outstanding += nwr;
+	c->slot_next = (c->slot_next + 1) % RT_TX_SLOTS;
+}
+
+/*
+ * The device refused the message's work request number taken.  Those
+ * before it, WRITEs from the program's memory, it took, and none of them
+ * is signalled.  conn_fail stops the queue pair; a signalled marker behind
+ * them then completes (flushed) only once they have, and stands for the
+ * message, so that a write waiting for it waits for them.
+ */
+static void tx_post_failed(struct rt_conn *c, unsigned taken)
+{
+	struct ibv_send_wr marker, *bad;
+
+	conn_fail(c, ECONNRESET, "cannot post a send");
+	if (!taken)
+		return;
+	memset(&marker, 0, sizeof(marker));
+	marker.wr_id = rt_wr_id(RT_WR_DATA, c->tx.slot_idx);
+	marker.opcode = IBV_WR_SEND;
+	marker.send_flags = IBV_SEND_SIGNALED;
+	if (ibv_post_send(c->qp, &marker, &bad)) {
+		log_warn(c->id, "the device took %u writes of a message it then refused, "
+			 "and cannot post the marker that would show them finished", taken);
+		return;
+	}
+	tx_slot_posted(c, taken + 1);
+}
+
 static int tx_post(struct rt_conn *c)
 {
 	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
@@ -320,15 +360,10 @@ static int tx_post(struct rt_conn *c)
 
 	m->open = false;
 	if (ibv_post_send(c->qp, wrs, &bad)) {
-		conn_fail(c, ECONNRESET, "cannot post a send");
+		tx_post_failed(c, (unsigned)(bad - wrs));
 		return -1;
 	}
-	m->slot->busy = true;
-	m->slot->nwr = nw + 1;
-	m->slot->seq = ++c->seq_posted;
-	m->slot->ctrl_before = c->ctrl_posted;
-	c->data_wrs_outstanding += nw + 1;
-	c->slot_next = (c->slot_next + 1) % RT_TX_SLOTS;
+	tx_slot_posted(c, nw + 1);
 	credit_tx_commit(&c->ctx, m->ring_len);
 	c->last_tx_ms = rt_coarse_ms();
 	c->stats.msgs_out++;
@@ -489,6 +524,33 @@ static void tx_hold_fast(struct rt_conn *c)
 }
 
 /*
+ * The connection failed while the message numbered seq was posted, so the
+ * device may still be reading the program's buffer.  conn_fail put the
+ * queue pair in the error state, which completes every posted request:
+ * wait for that before the write returns.  Nobody is woken for completions
+ * of a failed connection, so poll, briefly; a device that never flushes
+ * costs RT_FLUSH_WAIT_MS, then a warning.
+ */
+static void wait_flushed(struct rt_conn *c, uint64_t seq)
+{
+	uint64_t deadline = rt_now_ms() + RT_FLUSH_WAIT_MS;
+	struct timespec pause = { 0, 200 * 1000 };
+
+	for (;;) {
+		conn_progress(c);
+		if (c->seq_done >= seq || !c->cq || c->destroyed)
+			return;
+		if (rt_now_ms() >= deadline)
+			break;
+		pthread_mutex_unlock(&c->lock);
+		nanosleep(&pause, NULL);
+		pthread_mutex_lock(&c->lock);
+	}
+	log_warn(c->id, "the device did not return a failed write's buffer within %u ms; "
+		 "it may still read it", RT_FLUSH_WAIT_MS);
+}
+
+/*
  * Wait until the message numbered seq has completed: the device has read
  * every byte of it.  On most devices the completion is already there.
  */
@@ -497,6 +559,9 @@ static void wait_sent(struct rt_conn *c, uint64_t seq)
 	conn_progress(c);
 	while (c->seq_done < seq && c->state != CS_FAILED)
 		conn_sleep(c, 0, WAIT_SENDS);
+	/* Beyond seq_posted: the device refused the message, and holds nothing of it. */
+	if (c->seq_done < seq && seq <= c->seq_posted)
+		wait_flushed(c, seq);
 }
 
 /*
@@ -585,7 +650,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	/* The caller may reuse its buffers only once the device has read them. */
 	if (wait_seq) {
 		wait_sent(c, wait_seq);
-		if (c->seq_done < wait_seq)
+		if (c->seq_ok < wait_seq)
 			err = -(c->sticky_error ? c->sticky_error : EPIPE), total = 0;
 	}
 	c->in_call--;

@@ -10,9 +10,14 @@
  *  - a peek with MSG_WAITALL waits for the whole length, as TCP's does, but
  *    not for more than the peer can send before we consume anything;
  *  - MSG_TRUNC discards what it reads, without a buffer and without a cap;
- *  - a peer gone after its FIN is no hang-up while we may still write.
+ *  - a peer gone after its FIN is no hang-up while we may still write;
+ *  - a write that fails returns only once the device has given its buffer
+ *    back (the queue pair stopped, its requests flushed), and never reports
+ *    bytes whose send completed with an error as written;
+ *  - control messages leave the open DATA message its send-queue entries.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +40,16 @@ static struct ibv_wc queued[4];
 static int nqueued;
 static int nposted_sends;
 
+/*
+ * The fake device's send queue: every work request it took and has not
+ * completed.  It completes none by itself; once the queue pair is in the
+ * error state, polling flushes them in order, as a device does.
+ */
+static uint64_t sq[2 * RT_SQ_DEPTH];
+static unsigned sq_head, sq_len, sq_peak;
+static int refuse_at = -1;	/* the next post refuses its request number refuse_at */
+static bool qp_in_error;
+
 static int fake_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc)
 {
 	int k = nqueued < n ? nqueued : n;
@@ -42,7 +57,24 @@ static int fake_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc)
 	(void)cq;
 	memcpy(wc, queued, sizeof(*wc) * (size_t)k);
 	nqueued -= k;
+	while (k < n && qp_in_error && sq_len) {
+		memset(&wc[k], 0, sizeof(wc[k]));
+		wc[k].wr_id = sq[sq_head];
+		wc[k].status = IBV_WC_WR_FLUSH_ERR;
+		sq_head = (sq_head + 1) % (2 * RT_SQ_DEPTH);
+		sq_len--;
+		k++;
+	}
 	return k;
+}
+
+/* Linked before libibverbs: the library's calls come here. */
+int ibv_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)
+{
+	(void)qp;
+	if ((attr_mask & IBV_QP_STATE) && attr->qp_state == IBV_QPS_ERR)
+		qp_in_error = true;
+	return 0;
 }
 
 static int fake_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad)
@@ -55,10 +87,20 @@ static int fake_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_
 
 static int fake_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send_wr **bad)
 {
+	int i;
+
 	(void)qp;
-	(void)wr;
-	(void)bad;
 	nposted_sends++;
+	for (i = 0; wr; wr = wr->next, i++) {
+		if (i == refuse_at) {
+			refuse_at = -1;
+			*bad = wr;
+			return ENOMEM;
+		}
+		sq[(sq_head + sq_len) % (2 * RT_SQ_DEPTH)] = wr->wr_id;
+		if (++sq_len > sq_peak)
+			sq_peak = sq_len;
+	}
 	return 0;
 }
 
@@ -107,6 +149,9 @@ static struct rt_conn *accepting_server(bool auth)
 	memset(c->server_nonce, 2, sizeof(c->server_nonce));
 	c->state = CS_ACCEPTING;
 	nposted_sends = 0;
+	sq_head = sq_len = sq_peak = 0;
+	refuse_at = -1;
+	qp_in_error = false;
 	return c;
 }
 
@@ -370,6 +415,179 @@ static void test_closed_peer_is_no_hangup(void **state)
 	c->notify = NULL;
 }
 
+static void *no_reg(void *ctx, void *addr, size_t len, uint32_t *lkey)
+{
+	(void)ctx;
+	(void)len;
+	*lkey = 7;
+	return addr;
+}
+
+static void no_dereg(void *ctx, void *handle)
+{
+	(void)ctx;
+	(void)handle;
+}
+
+static struct regcache_backend no_backend = { no_reg, no_dereg, NULL };
+
+/* An established connection that sends program memory zero-copy, which did not opt in. */
+static struct rt_conn *sending_conn(void)
+{
+	struct rt_conn *c = accepting_server(false);
+
+	c->state = CS_ESTABLISHED;
+	rt_g.opts.chunk = 1u << 20;
+	rt_g.opts.zcopy_min = 4096;
+	rt_g.opts.defer = RT_DEFER_AUTO;
+	c->regcache = regcache_create(&no_backend, 1u << 20, 64u << 20);
+	assert_non_null(c->regcache);
+	c->peer_msg_size = RT_MSG_SIZE;
+	c->max_sge = RT_MAX_SGE;
+	return c;
+}
+
+struct writer {
+	struct rt_conn *c;
+	void *buf;
+	ssize_t ret;
+	unsigned sq_left;	/* the device's queue when the write returned */
+};
+
+static void *write_page(void *arg)
+{
+	struct writer *w = arg;
+	struct iovec iov = { w->buf, 65536 };
+
+	w->ret = rt_send(w->c, &iov, 1, 0, -1);
+	w->sq_left = sq_len;
+	return NULL;
+}
+
+/* Until the writer is asleep waiting for its send to complete. */
+static void wait_for_sleeping_writer(struct rt_conn *c)
+{
+	struct timespec ms = { 0, 1000000 };
+	bool asleep = false;
+
+	while (!asleep) {
+		nanosleep(&ms, NULL);
+		pthread_mutex_lock(&c->lock);
+		asleep = c->sleepers_any > 0;
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+/*
+ * Regression: a connection failing under a write that waits for its
+ * zero-copy send (memory that did not opt in) let the write return at
+ * once, its WRITE still on the send queue, so the program's next bytes
+ * in that buffer could still go out.
+ */
+static void test_failed_write_waits_for_flush(void **state)
+{
+	struct rt_conn *c = sending_conn();
+	struct writer w = { .c = c };
+	pthread_t t;
+
+	(void)state;
+	w.buf = aligned_alloc(4096, 65536);
+	assert_non_null(w.buf);
+	assert_int_equal(pthread_create(&t, NULL, write_page, &w), 0);
+	wait_for_sleeping_writer(c);
+	assert_int_equal(sq_len, 2);	/* its WRITE and its SEND */
+	pthread_mutex_lock(&c->lock);
+	conn_fail(c, ETIMEDOUT, "the peer has been silent");
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(t, NULL);
+	assert_int_equal(w.ret, -ETIMEDOUT);
+	assert_true(qp_in_error);
+	assert_int_equal(w.sq_left, 0);
+	free(w.buf);
+}
+
+/* Regression: a send completed with an error counted as written. */
+static void test_errored_send_is_no_success(void **state)
+{
+	struct rt_conn *c = sending_conn();
+	struct writer w = { .c = c };
+	pthread_t t;
+
+	(void)state;
+	w.buf = aligned_alloc(4096, 65536);
+	assert_non_null(w.buf);
+	assert_int_equal(pthread_create(&t, NULL, write_page, &w), 0);
+	wait_for_sleeping_writer(c);
+	memset(queued, 0, sizeof(queued));
+	queued[0].wr_id = rt_wr_id(RT_WR_DATA, 0);
+	queued[0].status = IBV_WC_RETRY_EXC_ERR;
+	nqueued = 1;
+	progress(c);
+	pthread_join(t, NULL);
+	assert_int_equal(w.ret, -ETIMEDOUT);
+	free(w.buf);
+}
+
+/*
+ * Regression: a device that took a message's WRITEs but refused its SEND
+ * left them on the queue, unsignalled, while the write returned.  A marker
+ * behind them shows when they are flushed.
+ */
+static void test_refused_send_waits_for_its_writes(void **state)
+{
+	struct rt_conn *c = sending_conn();
+	struct writer w = { .c = c };
+	uint64_t t0 = mono_ms();
+
+	(void)state;
+	w.buf = aligned_alloc(4096, 65536);
+	assert_non_null(w.buf);
+	refuse_at = 1;
+	write_page(&w);
+	assert_int_equal(w.ret, -ECONNRESET);
+	assert_int_equal(w.sq_left, 0);
+	assert_int_equal(nposted_sends, 2);	/* the message, then the marker */
+	assert_true(mono_ms() - t0 < 1000);
+	assert_int_equal(c->data_wrs_outstanding, 0);
+	free(w.buf);
+}
+
+/*
+ * Regression: a message open for more bytes has the send-queue entries
+ * tx_can_open counted for it; control messages posted meanwhile took them,
+ * and its post then overflowed the queue by up to RT_MAX_WR_PER_MSG + 1.
+ * Held back, they go once completions make room, a PING too.
+ */
+static void test_control_leaves_open_message_room(void **state)
+{
+	struct rt_conn *c = sending_conn();
+	char byte = 'x';
+	struct iovec iov = { &byte, 1 };
+
+	(void)state;
+	pthread_mutex_lock(&c->lock);
+	c->data_wrs_outstanding = RT_SQ_DEPTH - (RT_MAX_WR_PER_MSG + 1);
+	pthread_mutex_unlock(&c->lock);
+	/* MSG_MORE: the write leaves its message open. */
+	assert_int_equal(rt_send(c, &iov, 1, RT_SEND_MORE, 0), 1);
+	pthread_mutex_lock(&c->lock);
+	assert_true(c->tx.open);
+	conn_send_ctrl(c, WIRE_OP_CREDIT);
+	conn_send_ctrl(c, WIRE_OP_PING);
+	assert_int_equal(nposted_sends, 0);
+	assert_true(c->ctrl_credit_pending);
+	assert_true(c->ctrl_ping_pending);
+	tx_flush(c);
+	assert_int_equal(sq_len, 1);
+	/* Completions free the entries: what waited goes. */
+	c->data_wrs_outstanding = 0;
+	conn_flush_pending_ctrl(c);
+	assert_false(c->ctrl_credit_pending);
+	assert_false(c->ctrl_ping_pending);
+	assert_int_equal(sq_len, 3);
+	pthread_mutex_unlock(&c->lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +600,10 @@ int main(void)
 		cmocka_unit_test(test_peek_waitall_full_queue),
 		cmocka_unit_test(test_trunc_discards_without_cap),
 		cmocka_unit_test(test_closed_peer_is_no_hangup),
+		cmocka_unit_test(test_failed_write_waits_for_flush),
+		cmocka_unit_test(test_errored_send_is_no_success),
+		cmocka_unit_test(test_refused_send_waits_for_its_writes),
+		cmocka_unit_test(test_control_leaves_open_message_room),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
