@@ -105,6 +105,7 @@ static void failure_event(struct rt_conn *c, struct rdma_cm_event *ev, const cha
 		conn_fail(c, ECONNREFUSED, why);
 		break;
 	case RDMA_CM_EVENT_DEVICE_REMOVAL:
+		c->device_removed = true;
 		conn_fail(c, ENODEV, "the RDMA device was removed");
 		break;
 	default:
@@ -152,6 +153,7 @@ void cm_handle_event(struct rdma_cm_event *ev)
 {
 	struct rdma_cm_id *destroy = NULL;
 	struct rt_obj *obj;
+	bool removed;
 
 	obj = ev->event == RDMA_CM_EVENT_CONNECT_REQUEST ? NULL : ev->id->context;
 	log_debug(obj && obj->kind == RT_OBJ_CONN ? ((struct rt_conn *)obj)->id : 0,
@@ -170,5 +172,10 @@ void cm_handle_event(struct rdma_cm_event *ev)
 	obj = ev->id->context;
 	if (obj && obj->kind == RT_OBJ_CONN)
 		conn_event((struct rt_conn *)obj, ev);
+	removed = obj && obj->kind == RT_OBJ_LISTENER &&
+		  ev->event == RDMA_CM_EVENT_DEVICE_REMOVAL;
 	rdma_ack_cm_event(ev);
+	/* Only once acknowledged may its id go. */
+	if (removed)
+		listener_device_removed((struct rt_listener *)obj);
 }

@@ -286,6 +286,8 @@ void conn_destroy(struct rt_conn *c)
 	c->cq = NULL;
 	c->chan = NULL;
 	c->cm_id = NULL;
+	if (c->device_removed)
+		rt_forget_removed_devices();
 
 	pthread_mutex_lock(&rt_g.lock);
 	for (pp = &rt_g.conns; *pp; pp = &(*pp)->next_all) {

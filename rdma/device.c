@@ -45,7 +45,7 @@ struct rt_device *rt_device_get(struct ibv_context *verbs)
 	struct rt_device *dev;
 
 	for (dev = rt_g.devices; dev; dev = dev->next)
-		if (dev->verbs == verbs)
+		if (dev->verbs == verbs && !dev->removed)
 			return dev;
 
 	dev = calloc(1, sizeof(*dev));
@@ -64,6 +64,32 @@ struct rt_device *rt_device_get(struct ibv_context *verbs)
 		 ibv_get_device_name(verbs->device), dev->attr.max_sge,
 		 dev->attr.max_qp_wr);
 	return dev;
+}
+
+/*
+ * librdmacm keeps every device it has opened until a later call of its own
+ * finds the device gone, and a driver that cannot take a context away from
+ * a process (rxe) waits for that close before a removal can finish: the
+ * removing command hangs.  Ask librdmacm to look, once our ids on a
+ * removed device are destroyed.  Service thread.
+ */
+void rt_forget_removed_devices(void)
+{
+	struct ibv_context **devs;
+	struct rt_device *dev;
+	int i, n = 0;
+
+	devs = rdma_get_devices(&n);
+	pthread_mutex_lock(&rt_g.lock);
+	for (dev = rt_g.devices; dev; dev = dev->next) {
+		for (i = 0; i < n && devs[i] != dev->verbs; i++)
+			;
+		if (i == n)
+			dev->removed = true;
+	}
+	pthread_mutex_unlock(&rt_g.lock);
+	if (devs)
+		rdma_free_devices(devs);
 }
 
 void rt_devices_pinned(size_t *now, size_t *peak)

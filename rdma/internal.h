@@ -30,6 +30,8 @@
 #define RT_LINGER_MS		10000u		/* how long close waits for sends to drain */
 /* How long a write that failed waits for the device to give its buffers back. */
 #define RT_FLUSH_WAIT_MS	2000u
+/* How often a listener whose device was removed tries to listen again. */
+#define RT_RELISTEN_MS		1000u
 /*
  * A write of at least this many bytes may leave its tail unposted so the
  * next write can join it (see send.c); smaller ones are posted at once,
@@ -80,6 +82,7 @@ enum conn_state {
 struct rt_device {
 	struct ibv_context *verbs;
 	struct ibv_device_attr attr;
+	bool removed;			/* verbs is closed: a new context may reuse its address */
 	struct rt_device *next;
 };
 
@@ -230,6 +233,7 @@ struct rt_conn {
 	bool owner_gone;		/* rt_conn_close called */
 	bool disconnecting;		/* rdma_disconnect called */
 	bool qp_stopped;		/* moved to the error state: the device reads nothing more */
+	bool device_removed;		/* RDMA_CM_EVENT_DEVICE_REMOVAL seen */
 	bool destroyed;
 	bool ping_outstanding;
 	bool auth;			/* MIGRDMA_SECRET challenge-response in use */
@@ -267,7 +271,10 @@ struct rt_listener {
 	struct rt_obj obj;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct rdma_cm_id *cm_id;
+	struct rdma_cm_id *cm_id;	/* NULL while its device is gone; service thread only */
+	struct sockaddr_storage addr;	/* what it listens on */
+	bool device_gone;		/* listening again once a device has the address */
+	uint64_t relisten_ms;		/* the next attempt */
 	int backlog;
 	struct rt_conn *pending_head;	/* established, not yet accepted */
 	struct rt_conn *pending_tail;
@@ -427,6 +434,9 @@ bool listener_full(struct rt_listener *l);
 void listener_enqueue(struct rt_conn *c);
 bool listener_drop_pending(struct rt_conn *c);
 void listener_destroy(struct rt_listener *l);
+void listener_device_removed(struct rt_listener *l);
+void rt_forget_removed_devices(void);
+void listener_listen_again(struct rt_listener *l, uint64_t now);
 
 /* handshake.c: hello, admission, MIGRDMA_SECRET, becoming established */
 void cm_copy_addrs(struct rt_conn *c, struct rdma_cm_id *id);

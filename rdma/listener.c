@@ -18,6 +18,24 @@ static void listener_free(struct rt_listener *l)
 	free(l);
 }
 
+/* A listening rdma_cm id for l->addr in l->cm_id, or a negative errno. */
+static int listen_on(struct rt_listener *l)
+{
+	struct rdma_cm_id *id;
+	int ret;
+
+	if (rdma_create_id(rt_g.cm_chan, &id, l, RDMA_PS_TCP))
+		return -errno;
+	/* Requests are answered at once by the service thread: a short queue is enough. */
+	if (rdma_bind_addr(id, (struct sockaddr *)&l->addr) || rdma_listen(id, 128)) {
+		ret = -errno;
+		rdma_destroy_id(id);
+		return ret;
+	}
+	l->cm_id = id;
+	return 0;
+}
+
 int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
 	      rt_notify_fn notify, void *arg, struct rt_listener **out)
 {
@@ -26,11 +44,13 @@ int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
 	char where[80];
 	int ret;
 
-	(void)addrlen;
 	addr_format(addr, where, sizeof(where));
+	if (addrlen > sizeof(l->addr))
+		return -EINVAL;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	memcpy(&l->addr, addr, addrlen);
 	l->obj.kind = RT_OBJ_LISTENER;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_condattr_init(&ca);
@@ -40,13 +60,12 @@ int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
 	l->backlog = backlog;
 	l->notify = notify;
 	l->notify_arg = arg;
-	if (rdma_create_id(rt_g.cm_chan, &l->cm_id, l, RDMA_PS_TCP))
-		goto fail;
-	if (rdma_bind_addr(l->cm_id, (struct sockaddr *)addr))
-		goto fail;
-	/* Requests are answered at once by the service thread: a short queue is enough. */
-	if (rdma_listen(l->cm_id, 128))
-		goto fail;
+	ret = listen_on(l);
+	if (ret) {
+		log_error(0, "cannot listen for RDMA connections on %s: %s", where, strerror(-ret));
+		listener_free(l);
+		return ret == -ENOENT ? -ENODEV : ret;
+	}
 	pthread_mutex_lock(&rt_g.lock);
 	l->next_all = rt_g.listeners;
 	rt_g.listeners = l;
@@ -54,13 +73,47 @@ int rt_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
 	log_info(0, "listening for RDMA connections on %s", where);
 	*out = l;
 	return 0;
-fail:
-	ret = -errno;
-	log_error(0, "cannot listen for RDMA connections on %s: %s", where, strerror(errno));
-	if (l->cm_id)
-		rdma_destroy_id(l->cm_id);
-	listener_free(l);
-	return ret == -ENOENT ? -ENODEV : ret;
+}
+
+/*
+ * A listener bound to one device's address hears nothing once that device
+ * is removed, and a device that comes back (a driver reset, rxe re-added)
+ * is a new one.  A TCP listener keeps its port whatever happens to the
+ * interface, so this one does too: the dead id goes, and the service
+ * thread's tick binds the address again until a device has it.  accept()
+ * meanwhile waits as it would for a quiet port.  A wildcard listener never
+ * sees this: rdma_cm follows devices for it.
+ */
+void listener_device_removed(struct rt_listener *l)
+{
+	char where[80];
+
+	addr_format(&l->addr, where, sizeof(where));
+	log_warn(0, "the RDMA device under the listener on %s was removed; "
+		 "listening again once a device has the address", where);
+	rdma_destroy_id(l->cm_id);
+	l->cm_id = NULL;
+	rt_forget_removed_devices();
+	l->device_gone = true;
+	l->relisten_ms = rt_now_ms() + RT_RELISTEN_MS;
+}
+
+void listener_listen_again(struct rt_listener *l, uint64_t now)
+{
+	char where[80];
+	int ret;
+
+	if (!l->device_gone || l->closed || now < l->relisten_ms)
+		return;
+	ret = listen_on(l);
+	addr_format(&l->addr, where, sizeof(where));
+	if (ret) {
+		log_debug(0, "cannot listen on %s yet: %s", where, strerror(-ret));
+		l->relisten_ms = now + RT_RELISTEN_MS;
+		return;
+	}
+	l->device_gone = false;
+	log_info(0, "listening for RDMA connections on %s again", where);
 }
 
 void listener_update_events(struct rt_listener *l)
@@ -231,7 +284,8 @@ void listener_destroy(struct rt_listener *l)
 {
 	struct rt_conn *c, *next;
 
-	rdma_destroy_id(l->cm_id);
+	if (l->cm_id)
+		rdma_destroy_id(l->cm_id);
 	/* Connections still being set up for it now have nowhere to go. */
 	pthread_mutex_lock(&rt_g.lock);
 	for (c = rt_g.conns; c; c = c->next_all) {

@@ -2,7 +2,8 @@
 /*
  * The timers that bound every wait, run by the service thread each tick:
  * connect deadline, keepalive, dropping dead queued connections, close
- * linger; then the teardown of what they ended.  And the fast tick that
+ * linger, listening again where a device was removed; then the teardown
+ * of what they ended.  And the fast tick that
  * posts held small writes (and TCP_NODELAY's bulk ones) once their stream
  * pauses.
  */
@@ -114,8 +115,8 @@ bool cm_flush_held(void)
 void cm_check_timers(uint64_t now)
 {
 	struct rt_conn *doomed[64], *c;
-	struct rt_listener *closed[16], **lp;
-	unsigned nd = 0, nl = 0, i;
+	struct rt_listener *closed[16], *again[16], **lp;
+	unsigned nd = 0, nl = 0, na = 0, i;
 
 	pthread_mutex_lock(&rt_g.lock);
 	for (c = rt_g.conns; c; c = c->next_all)
@@ -128,11 +129,16 @@ void cm_check_timers(uint64_t now)
 			*lp = l->next_all;
 			closed[nl++] = l;
 		} else {
+			if (l->device_gone && na < 16)
+				again[na++] = l;
 			lp = &l->next_all;
 		}
 	}
 	pthread_mutex_unlock(&rt_g.lock);
 
+	/* Only this thread frees listeners: those in again[] stay until the next tick. */
+	for (i = 0; i < na; i++)
+		listener_listen_again(again[i], now);
 	for (i = 0; i < nl; i++)
 		listener_destroy(closed[i]);
 	for (i = 0; i < nd; i++)

@@ -3,9 +3,10 @@
  * live_probe: measures how fast a connection notices that its peer is gone.
  * A plain BSD-socket program, meant to run under LD_PRELOAD=libmigrdma.so.
  *
- *   live_probe sink PORT
+ *   live_probe sink PORT [ADDR]
  *       accept one connection, read and discard until EOF or an error,
- *       never write; prints "sink: listening" and "sink: accepted"
+ *       never write; prints "sink: listening" and "sink: accepted".
+ *       Listens on every address, or on ADDR only
  *   live_probe stream ADDR PORT [--limit S]
  *       connect and stream 64 KiB page-aligned writes (zero-copy) from one
  *       thread, while a second thread sits in read() (the sink never
@@ -150,7 +151,7 @@ static void print_call(const struct call *c)
 	       c->t.tv_nsec);
 }
 
-static int listen_accept(uint16_t port)
+static int listen_accept(uint16_t port, const char *addr)
 {
 	struct sockaddr_in sin;
 	int lfd, fd, one = 1;
@@ -164,6 +165,10 @@ static int listen_accept(uint16_t port)
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons(port);
+	if (addr && inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
+		fprintf(stderr, "not an IPv4 address: %s\n", addr);
+		exit(2);
+	}
 	if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 4)) {
 		perror("bind/listen");
 		exit(1);
@@ -179,9 +184,9 @@ static int listen_accept(uint16_t port)
 	return fd;
 }
 
-static int do_sink(uint16_t port)
+static int do_sink(uint16_t port, const char *addr)
 {
-	int fd = listen_accept(port);
+	int fd = listen_accept(port, addr);
 	uint64_t total = 0;
 	uint8_t *buf = malloc(CHUNK);
 	ssize_t n;
@@ -306,7 +311,7 @@ static int do_client(const char *addr, uint16_t port, bool idle, int shut_after,
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: live_probe sink PORT\n"
+	fprintf(stderr, "usage: live_probe sink PORT [ADDR]\n"
 			"       live_probe stream ADDR PORT [--limit S]\n"
 			"       live_probe idle ADDR PORT --shutdown-after S [--limit S]\n");
 	exit(2);
@@ -318,8 +323,8 @@ int main(int argc, char **argv)
 	bool idle;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc == 3 && !strcmp(argv[1], "sink"))
-		return do_sink((uint16_t)atoi(argv[2]));
+	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "sink"))
+		return do_sink((uint16_t)atoi(argv[2]), argc == 4 ? argv[3] : NULL);
 	if (argc < 4)
 		usage();
 	if (!strcmp(argv[1], "stream"))

@@ -24,7 +24,10 @@
 #   link_down       ip link set veth_dst down mid-stream: within keepalive
 #                   + margin;
 #   device_removed  rdma link delete rxe_dst mid-stream: within keepalive
-#                   + margin.
+#                   + margin;
+#   listener_back   a sink listening on host dst's address alone (not the
+#                   wildcard) outlives rdma link delete and re-add of
+#                   rxe_dst: a client that connects afterwards streams.
 #
 # Times are measured from just before the event's command starts to the
 # CLOCK_REALTIME stamp the probe takes when each call returns.  The margin
@@ -50,7 +53,7 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-checks=${*:-peer_killed peer_stopped idle_shutdown shutdown_wakes link_down device_removed}
+checks=${*:-peer_killed peer_stopped idle_shutdown shutdown_wakes link_down device_removed listener_back}
 
 if [ "${VM_TOPOLOGY:-}" != two ]; then
 	echo "FAIL: run me inside scripts/vm-run --topology two (VM_TOPOLOGY='${VM_TOPOLOGY:-}')"
@@ -93,6 +96,15 @@ wait_for() {
 	done
 }
 
+# exits_within PID S: true if process PID ends within S seconds.
+exits_within() {
+	_end=$(($(date +%s) + $2))
+	while kill -0 "$1" 2>/dev/null; do
+		[ "$(date +%s)" -lt "$_end" ] || return 1
+		sleep 0.1
+	done
+}
+
 # field FILE CALL KEY: KEY=value from the probe's line for CALL.
 field() {
 	sed -n "s/^probe: $2 .*$3=\([^ ]*\).*/\1/p" "$1" | head -n 1
@@ -100,9 +112,9 @@ field() {
 
 # start_sink NAME PORT: the sink on host dst; sets spid.
 start_sink() {
-	# shellcheck disable=SC2086 # lib_env is a plain word list
+	# shellcheck disable=SC2086 # lib_env is a plain word list; $3 the address, if any
 	ip netns exec "$DST_NS" env $lib_env MIGRDMA_LOG_FILE="$work/$1.sink.log" \
-		"$probe" sink "$2" >"$work/$1.sink" 2>&1 &
+		"$probe" sink "$2" ${3:-} >"$work/$1.sink" 2>&1 &
 	spid=$!
 	pids="$pids $spid"
 	wait_for "$work/$1.sink" "sink: listening" 60
@@ -318,6 +330,36 @@ for check in $checks; do
 		stream_case device_removed "$port" "$bound_km" "rdma link delete $DST_DEV" ev_rdma
 		kill -KILL "$spid" 2>/dev/null || true
 		add_dst
+		;;
+	listener_back)
+		if ! start_sink listener_back "$port" "$DST_ADDR"; then
+			fail listener_back "the sink never listened"
+			continue
+		fi
+		# rxe cannot take a context away from a process: the delete waits
+		# until the sink's library lets go of the removed device.
+		rdma link delete "$DST_DEV" &
+		dpid=$!
+		if ! exits_within "$dpid" 20; then
+			fail listener_back "rdma link delete still waiting after 20 s: the sink holds the removed device"
+			kill -KILL "$spid" 2>/dev/null || true
+			wait "$dpid" || true
+			add_dst
+			continue
+		fi
+		add_dst
+		# The library listens again within a second of the device's return.
+		wait_for "$work/listener_back.sink.log" "again" 10 ||
+			echo "  (the sink's library did not say it listens again)"
+		start_client listener_back "$port" stream --limit 10
+		if wait_for "$work/listener_back.client" "probe: streaming" 60 &&
+			wait_for "$work/listener_back.sink" "sink: accepted" 5; then
+			pass listener_back "after rdma link delete and re-add of $DST_DEV, a new connection streamed"
+		else
+			fail listener_back "no stream through the listener after the device came back"
+			show_logs listener_back
+		fi
+		kill -KILL "$cpid" "$spid" 2>/dev/null || true
 		;;
 	*)
 		fail "$check" "no such check"
