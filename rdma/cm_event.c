@@ -152,8 +152,8 @@ static void conn_event(struct rt_conn *c, struct rdma_cm_event *ev)
 void cm_handle_event(struct rdma_cm_event *ev)
 {
 	struct rdma_cm_id *destroy = NULL;
+	struct rt_listener *deaf = NULL;
 	struct rt_obj *obj;
-	bool removed;
 
 	obj = ev->event == RDMA_CM_EVENT_CONNECT_REQUEST ? NULL : ev->id->context;
 	log_debug(obj && obj->kind == RT_OBJ_CONN ? ((struct rt_conn *)obj)->id : 0,
@@ -172,10 +172,13 @@ void cm_handle_event(struct rdma_cm_event *ev)
 	obj = ev->id->context;
 	if (obj && obj->kind == RT_OBJ_CONN)
 		conn_event((struct rt_conn *)obj, ev);
-	removed = obj && obj->kind == RT_OBJ_LISTENER &&
-		  ev->event == RDMA_CM_EVENT_DEVICE_REMOVAL;
+	if (ev->event == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+		rt_device_removed(ev->id->verbs);
+		if (obj && obj->kind == RT_OBJ_LISTENER)
+			deaf = listener_with_id(ev->id);
+	}
 	rdma_ack_cm_event(ev);
 	/* Only once acknowledged may its id go. */
-	if (removed)
-		listener_device_removed((struct rt_listener *)obj);
+	if (deaf)
+		listener_device_removed(deaf);
 }

@@ -426,8 +426,9 @@ static int events_needed(const struct rt_conn *c)
 	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
 	bool want_window = up && !c->shut_wr && !c->fin_sent && !conn_can_send(c);
 	/* A control message waiting for room goes when our own sends complete. */
-	bool ctrl_waits = c->ctrl_credit_pending || c->ctrl_fin_pending || c->ctrl_pong_pending ||
-			  c->ctrl_ping_pending;
+	bool ctrl_waits = !c->disconnecting &&
+			  (c->ctrl_credit_pending || c->ctrl_fin_pending || c->ctrl_pong_pending ||
+			   c->ctrl_ping_pending);
 
 	if (!c->cq || c->destroyed || c->state == CS_FAILED)
 		return 0;

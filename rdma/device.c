@@ -66,28 +66,30 @@ struct rt_device *rt_device_get(struct ibv_context *verbs)
 	return dev;
 }
 
+/* rdma_cm said verbs's device is being removed: a later context may reuse its address. */
+void rt_device_removed(struct ibv_context *verbs)
+{
+	struct rt_device *dev;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (dev = rt_g.devices; dev; dev = dev->next)
+		if (dev->verbs == verbs)
+			dev->removed = true;
+	pthread_mutex_unlock(&rt_g.lock);
+}
+
 /*
  * librdmacm keeps every device it has opened until a later call of its own
  * finds the device gone, and a driver that cannot take a context away from
  * a process (rxe) waits for that close before a removal can finish: the
  * removing command hangs.  Ask librdmacm to look, once our ids on a
- * removed device are destroyed.  Service thread.
+ * removed device are destroyed.  It does not when no device is left at
+ * all (see README, Limits).  Service thread.
  */
 void rt_forget_removed_devices(void)
 {
-	struct ibv_context **devs;
-	struct rt_device *dev;
-	int i, n = 0;
+	struct ibv_context **devs = rdma_get_devices(NULL);
 
-	devs = rdma_get_devices(&n);
-	pthread_mutex_lock(&rt_g.lock);
-	for (dev = rt_g.devices; dev; dev = dev->next) {
-		for (i = 0; i < n && devs[i] != dev->verbs; i++)
-			;
-		if (i == n)
-			dev->removed = true;
-	}
-	pthread_mutex_unlock(&rt_g.lock);
 	if (devs)
 		rdma_free_devices(devs);
 }

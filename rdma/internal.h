@@ -434,7 +434,9 @@ bool listener_full(struct rt_listener *l);
 void listener_enqueue(struct rt_conn *c);
 bool listener_drop_pending(struct rt_conn *c);
 void listener_destroy(struct rt_listener *l);
+struct rt_listener *listener_with_id(struct rdma_cm_id *id);
 void listener_device_removed(struct rt_listener *l);
+void rt_device_removed(struct ibv_context *verbs);
 void rt_forget_removed_devices(void);
 void listener_listen_again(struct rt_listener *l, uint64_t now);
 

@@ -98,12 +98,34 @@ void listener_device_removed(struct rt_listener *l)
 	l->relisten_ms = rt_now_ms() + RT_RELISTEN_MS;
 }
 
+/*
+ * The published listener listening on id, or NULL: rt_listen may not have
+ * published it yet, or may be failing and about to free it, and then its
+ * own clean-up ends the id.
+ */
+struct rt_listener *listener_with_id(struct rdma_cm_id *id)
+{
+	struct rt_listener *l;
+
+	pthread_mutex_lock(&rt_g.lock);
+	for (l = rt_g.listeners; l && l->cm_id != id; l = l->next_all)
+		;
+	pthread_mutex_unlock(&rt_g.lock);
+	return l;
+}
+
 void listener_listen_again(struct rt_listener *l, uint64_t now)
 {
 	char where[80];
+	bool closed;
 	int ret;
 
-	if (!l->device_gone || l->closed || now < l->relisten_ms)
+	if (!l->device_gone || now < l->relisten_ms)
+		return;
+	pthread_mutex_lock(&l->lock);
+	closed = l->closed;
+	pthread_mutex_unlock(&l->lock);
+	if (closed)
 		return;
 	ret = listen_on(l);
 	addr_format(&l->addr, where, sizeof(where));

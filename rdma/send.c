@@ -284,14 +284,16 @@ static void tx_slot_posted(struct rt_conn *c, unsigned nwr)
  * before it, WRITEs from the program's memory, it took, and none of them
  * is signalled.  conn_fail stops the queue pair; a signalled marker behind
  * them then completes (flushed) only once they have, and stands for the
- * message, so that a write waiting for it waits for them.
+ * message, so that a write waiting for it waits for them.  Only in the
+ * error state: otherwise the marker would really be sent, and complete
+ * as if the message had.
  */
 static void tx_post_failed(struct rt_conn *c, unsigned taken)
 {
-	struct ibv_send_wr marker, *bad;
+	struct ibv_send_wr marker, *bad = NULL;
 
 	conn_fail(c, ECONNRESET, "cannot post a send");
-	if (!taken)
+	if (!taken || c->qp->state != IBV_QPS_ERR)
 		return;
 	memset(&marker, 0, sizeof(marker));
 	marker.wr_id = rt_wr_id(RT_WR_DATA, c->tx.slot_idx);
@@ -307,7 +309,7 @@ static void tx_post_failed(struct rt_conn *c, unsigned taken)
 
 static int tx_post(struct rt_conn *c)
 {
-	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad;
+	struct ibv_send_wr wrs[RT_MAX_WR_PER_MSG + 1], *bad = NULL;
 	struct tx_msg *m = &c->tx;
 	struct ibv_sge send_sge;
 	struct wire_hdr h;
@@ -360,7 +362,8 @@ static int tx_post(struct rt_conn *c)
 
 	m->open = false;
 	if (ibv_post_send(c->qp, wrs, &bad)) {
-		tx_post_failed(c, (unsigned)(bad - wrs));
+		/* A provider that does not say which one failed may have taken them all. */
+		tx_post_failed(c, bad >= wrs && bad <= &wrs[nw] ? (unsigned)(bad - wrs) : nw);
 		return -1;
 	}
 	tx_slot_posted(c, nw + 1);
@@ -559,8 +562,13 @@ static void wait_sent(struct rt_conn *c, uint64_t seq)
 	conn_progress(c);
 	while (c->seq_done < seq && c->state != CS_FAILED)
 		conn_sleep(c, 0, WAIT_SENDS);
-	/* Beyond seq_posted: the device refused the message, and holds nothing of it. */
-	if (c->seq_done < seq && seq <= c->seq_posted)
+	/*
+	 * Beyond seq_posted: the device refused that message and holds
+	 * nothing of it, but may still hold the call's earlier ones.
+	 */
+	if (seq > c->seq_posted)
+		seq = c->seq_posted;
+	if (c->seq_done < seq)
 		wait_flushed(c, seq);
 }
 

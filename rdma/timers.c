@@ -115,30 +115,31 @@ bool cm_flush_held(void)
 void cm_check_timers(uint64_t now)
 {
 	struct rt_conn *doomed[64], *c;
-	struct rt_listener *closed[16], *again[16], **lp;
-	unsigned nd = 0, nl = 0, na = 0, i;
+	struct rt_listener *closed[16], *l, **lp;
+	unsigned nd = 0, nl = 0, i;
 
 	pthread_mutex_lock(&rt_g.lock);
 	for (c = rt_g.conns; c; c = c->next_all)
 		if (conn_timers(c, now) && nd < 64)
 			doomed[nd++] = c;
 	for (lp = &rt_g.listeners; *lp && nl < 16; ) {
-		struct rt_listener *l = *lp;
-
+		l = *lp;
 		if (l->closed) {
 			*lp = l->next_all;
 			closed[nl++] = l;
 		} else {
-			if (l->device_gone && na < 16)
-				again[na++] = l;
 			lp = &l->next_all;
 		}
 	}
+	l = rt_g.listeners;
 	pthread_mutex_unlock(&rt_g.lock);
 
-	/* Only this thread frees listeners: those in again[] stay until the next tick. */
-	for (i = 0; i < na; i++)
-		listener_listen_again(again[i], now);
+	/*
+	 * Without the lock: only this thread unlinks or frees listeners, and
+	 * rt_listen only puts new ones in front of the head taken above.
+	 */
+	for (; l; l = l->next_all)
+		listener_listen_again(l, now);
 	for (i = 0; i < nl; i++)
 		listener_destroy(closed[i]);
 	for (i = 0; i < nd; i++)

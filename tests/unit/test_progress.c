@@ -46,9 +46,21 @@ static int nposted_sends;
  * error state, polling flushes them in order, as a device does.
  */
 static uint64_t sq[2 * RT_SQ_DEPTH];
-static unsigned sq_head, sq_len, sq_peak;
-static int refuse_at = -1;	/* the next post refuses its request number refuse_at */
+static unsigned sq_head, sq_len;
+static int refuse_post = 1;	/* which post (1 the next) refuses ... */
+static int refuse_at = -1;	/* ... its request number refuse_at */
 static bool qp_in_error;
+static uint64_t flush_delay_ms;	/* a device flushes this long after the error state */
+static uint64_t error_at_ms;
+static int last_solicited_only = -1;
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static int fake_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc)
 {
@@ -57,6 +69,8 @@ static int fake_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc)
 	(void)cq;
 	memcpy(wc, queued, sizeof(*wc) * (size_t)k);
 	nqueued -= k;
+	if (qp_in_error && mono_ms() < error_at_ms + flush_delay_ms)
+		return k;
 	while (k < n && qp_in_error && sq_len) {
 		memset(&wc[k], 0, sizeof(wc[k]));
 		wc[k].wr_id = sq[sq_head];
@@ -71,9 +85,13 @@ static int fake_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc)
 /* Linked before libibverbs: the library's calls come here. */
 int ibv_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)
 {
-	(void)qp;
-	if ((attr_mask & IBV_QP_STATE) && attr->qp_state == IBV_QPS_ERR)
+	if (!(attr_mask & IBV_QP_STATE))
+		return 0;
+	qp->state = attr->qp_state;
+	if (attr->qp_state == IBV_QPS_ERR && !qp_in_error) {
 		qp_in_error = true;
+		error_at_ms = mono_ms();
+	}
 	return 0;
 }
 
@@ -92,22 +110,23 @@ static int fake_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_
 	(void)qp;
 	nposted_sends++;
 	for (i = 0; wr; wr = wr->next, i++) {
-		if (i == refuse_at) {
+		if (refuse_post == 1 && i == refuse_at) {
 			refuse_at = -1;
 			*bad = wr;
 			return ENOMEM;
 		}
 		sq[(sq_head + sq_len) % (2 * RT_SQ_DEPTH)] = wr->wr_id;
-		if (++sq_len > sq_peak)
-			sq_peak = sq_len;
+		sq_len++;
 	}
+	if (refuse_post > 1)
+		refuse_post--;
 	return 0;
 }
 
 static int fake_req_notify(struct ibv_cq *cq, int solicited_only)
 {
 	(void)cq;
-	(void)solicited_only;
+	last_solicited_only = solicited_only;
 	return 0;
 }
 
@@ -149,9 +168,12 @@ static struct rt_conn *accepting_server(bool auth)
 	memset(c->server_nonce, 2, sizeof(c->server_nonce));
 	c->state = CS_ACCEPTING;
 	nposted_sends = 0;
-	sq_head = sq_len = sq_peak = 0;
+	sq_head = sq_len = 0;
+	refuse_post = 1;
 	refuse_at = -1;
 	qp_in_error = false;
+	flush_delay_ms = 0;
+	fake_qp.state = IBV_QPS_RTS;
 	return c;
 }
 
@@ -261,14 +283,6 @@ static void test_write_with_imm_is_refused(void **state)
 	assert_int_equal(c->state, CS_FAILED);
 	assert_int_equal(c->rxq_count, 0);
 	assert_int_equal(c->rx_ready, 0);
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* An established connection holding one DATA message of four bytes, "abcd". */
@@ -450,18 +464,32 @@ static struct rt_conn *sending_conn(void)
 struct writer {
 	struct rt_conn *c;
 	void *buf;
+	size_t len;
 	ssize_t ret;
 	unsigned sq_left;	/* the device's queue when the write returned */
+	uint64_t returned_ms;
+	volatile bool done;
 };
 
-static void *write_page(void *arg)
+static void *write_buf(void *arg)
 {
 	struct writer *w = arg;
-	struct iovec iov = { w->buf, 65536 };
+	struct iovec iov = { w->buf, w->len };
 
 	w->ret = rt_send(w->c, &iov, 1, 0, -1);
 	w->sq_left = sq_len;
+	w->returned_ms = mono_ms();
+	w->done = true;
 	return NULL;
+}
+
+static void new_writer(struct writer *w, struct rt_conn *c, size_t len)
+{
+	memset(w, 0, sizeof(*w));
+	w->c = c;
+	w->len = len;
+	w->buf = aligned_alloc(4096, len);
+	assert_non_null(w->buf);
 }
 
 /* Until the writer is asleep waiting for its send to complete. */
@@ -482,27 +510,62 @@ static void wait_for_sleeping_writer(struct rt_conn *c)
  * Regression: a connection failing under a write that waits for its
  * zero-copy send (memory that did not opt in) let the write return at
  * once, its WRITE still on the send queue, so the program's next bytes
- * in that buffer could still go out.
+ * in that buffer could still go out.  The device here flushes 200 ms after
+ * the error state: the write waits that long, without holding the lock.
  */
 static void test_failed_write_waits_for_flush(void **state)
 {
+	struct timespec ms10 = { 0, 10 * 1000000 };
 	struct rt_conn *c = sending_conn();
-	struct writer w = { .c = c };
+	struct writer w;
+	uint64_t failed_ms;
 	pthread_t t;
 
 	(void)state;
-	w.buf = aligned_alloc(4096, 65536);
-	assert_non_null(w.buf);
-	assert_int_equal(pthread_create(&t, NULL, write_page, &w), 0);
+	new_writer(&w, c, 65536);
+	flush_delay_ms = 200;
+	assert_int_equal(pthread_create(&t, NULL, write_buf, &w), 0);
 	wait_for_sleeping_writer(c);
 	assert_int_equal(sq_len, 2);	/* its WRITE and its SEND */
 	pthread_mutex_lock(&c->lock);
 	conn_fail(c, ETIMEDOUT, "the peer has been silent");
 	pthread_mutex_unlock(&c->lock);
+	failed_ms = mono_ms();
+	nanosleep(&ms10, NULL);
+	pthread_mutex_lock(&c->lock);	/* not held while it waits */
+	assert_false(w.done);
+	pthread_mutex_unlock(&c->lock);
 	pthread_join(t, NULL);
 	assert_int_equal(w.ret, -ETIMEDOUT);
 	assert_true(qp_in_error);
 	assert_int_equal(w.sq_left, 0);
+	assert_true(w.returned_ms >= failed_ms + 150);
+	free(w.buf);
+}
+
+/*
+ * Regression (found in review): a write of two messages whose second the
+ * device refused outright returned at once, the first one's WRITE still
+ * queued.
+ */
+static void test_refused_second_message_waits_for_first(void **state)
+{
+	struct rt_conn *c = sending_conn();
+	struct writer w;
+	uint64_t t0;
+
+	(void)state;
+	new_writer(&w, c, 512 * 1024);	/* two messages: a quarter of the 1 MiB ring each */
+	flush_delay_ms = 50;
+	refuse_post = 2;
+	refuse_at = 0;
+	t0 = mono_ms();
+	write_buf(&w);
+	assert_int_equal(w.ret, -ECONNRESET);
+	assert_int_equal(nposted_sends, 2);
+	assert_int_equal(c->seq_posted, 1);
+	assert_int_equal(w.sq_left, 0);
+	assert_true(w.returned_ms >= t0 + 40);
 	free(w.buf);
 }
 
@@ -510,13 +573,12 @@ static void test_failed_write_waits_for_flush(void **state)
 static void test_errored_send_is_no_success(void **state)
 {
 	struct rt_conn *c = sending_conn();
-	struct writer w = { .c = c };
+	struct writer w;
 	pthread_t t;
 
 	(void)state;
-	w.buf = aligned_alloc(4096, 65536);
-	assert_non_null(w.buf);
-	assert_int_equal(pthread_create(&t, NULL, write_page, &w), 0);
+	new_writer(&w, c, 65536);
+	assert_int_equal(pthread_create(&t, NULL, write_buf, &w), 0);
 	wait_for_sleeping_writer(c);
 	memset(queued, 0, sizeof(queued));
 	queued[0].wr_id = rt_wr_id(RT_WR_DATA, 0);
@@ -536,18 +598,20 @@ static void test_errored_send_is_no_success(void **state)
 static void test_refused_send_waits_for_its_writes(void **state)
 {
 	struct rt_conn *c = sending_conn();
-	struct writer w = { .c = c };
-	uint64_t t0 = mono_ms();
+	struct writer w;
+	uint64_t t0;
 
 	(void)state;
-	w.buf = aligned_alloc(4096, 65536);
-	assert_non_null(w.buf);
+	new_writer(&w, c, 65536);
+	flush_delay_ms = 50;
 	refuse_at = 1;
-	write_page(&w);
+	t0 = mono_ms();
+	write_buf(&w);
 	assert_int_equal(w.ret, -ECONNRESET);
 	assert_int_equal(w.sq_left, 0);
 	assert_int_equal(nposted_sends, 2);	/* the message, then the marker */
-	assert_true(mono_ms() - t0 < 1000);
+	assert_true(w.returned_ms >= t0 + 40);
+	assert_true(w.returned_ms < t0 + 1000);
 	assert_int_equal(c->data_wrs_outstanding, 0);
 	free(w.buf);
 }
@@ -556,7 +620,8 @@ static void test_refused_send_waits_for_its_writes(void **state)
  * Regression: a message open for more bytes has the send-queue entries
  * tx_can_open counted for it; control messages posted meanwhile took them,
  * and its post then overflowed the queue by up to RT_MAX_WR_PER_MSG + 1.
- * Held back, they go once completions make room, a PING too.
+ * Held back, they go once a completion makes room, a PING too, and
+ * meanwhile every completion is asked for, our own sends' too.
  */
 static void test_control_leaves_open_message_room(void **state)
 {
@@ -577,15 +642,22 @@ static void test_control_leaves_open_message_room(void **state)
 	assert_int_equal(nposted_sends, 0);
 	assert_true(c->ctrl_credit_pending);
 	assert_true(c->ctrl_ping_pending);
+	c->cq_armed = false;
+	conn_arm(c);
+	assert_int_equal(last_solicited_only, 0);
 	tx_flush(c);
 	assert_int_equal(sq_len, 1);
-	/* Completions free the entries: what waited goes. */
-	c->data_wrs_outstanding = 0;
-	conn_flush_pending_ctrl(c);
+	pthread_mutex_unlock(&c->lock);
+	/* The message completes: conn_progress sends what waited. */
+	memset(queued, 0, sizeof(queued));
+	queued[0].wr_id = rt_wr_id(RT_WR_DATA, 0);
+	queued[0].status = IBV_WC_SUCCESS;
+	nqueued = 1;
+	progress(c);
 	assert_false(c->ctrl_credit_pending);
 	assert_false(c->ctrl_ping_pending);
-	assert_int_equal(sq_len, 3);
-	pthread_mutex_unlock(&c->lock);
+	assert_int_equal(nposted_sends, 3);
+	assert_true(c->data_wrs_outstanding + (c->ctrl_posted - c->ctrl_done) <= RT_SQ_DEPTH);
 }
 
 int main(void)
@@ -601,6 +673,7 @@ int main(void)
 		cmocka_unit_test(test_trunc_discards_without_cap),
 		cmocka_unit_test(test_closed_peer_is_no_hangup),
 		cmocka_unit_test(test_failed_write_waits_for_flush),
+		cmocka_unit_test(test_refused_second_message_waits_for_first),
 		cmocka_unit_test(test_errored_send_is_no_success),
 		cmocka_unit_test(test_refused_send_waits_for_its_writes),
 		cmocka_unit_test(test_control_leaves_open_message_room),
