@@ -412,9 +412,7 @@ bool conn_short_of_credit_only(const struct rt_conn *c)
 {
 	if (c->tx.open)
 		return true;	/* only ring bytes can be short */
-	return !c->slots[c->slot_next].busy &&
-	       c->data_wrs_outstanding + RT_MAX_WR_PER_MSG + 1 +
-	       (c->ctrl_posted - c->ctrl_done) <= RT_SQ_DEPTH;
+	return conn_room_for_message(c);
 }
 
 /*

@@ -267,6 +267,19 @@ struct rt_conn {
 	size_t registered_peak_at_start;
 };
 
+/* Send-queue entries in use: DATA work requests, and control messages not known complete. */
+static inline unsigned conn_sq_used(const struct rt_conn *c)
+{
+	return c->data_wrs_outstanding + (unsigned)(c->ctrl_posted - c->ctrl_done);
+}
+
+/* A free slot and send-queue room for the largest DATA message; credit aside. */
+static inline bool conn_room_for_message(const struct rt_conn *c)
+{
+	return !c->slots[c->slot_next].busy &&
+	       conn_sq_used(c) + RT_MAX_WR_PER_MSG + 1 <= RT_SQ_DEPTH;
+}
+
 struct rt_listener {
 	struct rt_obj obj;
 	pthread_mutex_t lock;

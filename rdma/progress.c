@@ -67,7 +67,7 @@ static bool ctrl_sq_room(const struct rt_conn *c)
 	 */
 	unsigned held = c->tx.open ? RT_MAX_WR_PER_MSG + 1 : 0;
 
-	return c->data_wrs_outstanding + held + (c->ctrl_posted - c->ctrl_done) + 1 <= RT_SQ_DEPTH;
+	return conn_sq_used(c) + held + 1 <= RT_SQ_DEPTH;
 }
 
 void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *payload,
@@ -313,7 +313,7 @@ static void handle_send_done(struct rt_conn *c, uint64_t kind, uint64_t value, b
 
 bool conn_sq_idle(const struct rt_conn *c)
 {
-	return c->data_wrs_outstanding == 0 && c->ctrl_done == c->ctrl_posted;
+	return conn_sq_used(c) == 0;
 }
 
 static const char *wc_error_reason(enum ibv_wc_status st)

@@ -227,9 +227,7 @@ static int64_t take_zcopy(struct rt_conn *c, struct tx_msg *m, const uint8_t *sr
 /* Can a new message be started: a free slot, a credit, and room in the send queue? */
 static bool tx_can_open(const struct rt_conn *c)
 {
-	return c->ctx.msgs_avail > 0 && !c->slots[c->slot_next].busy &&
-	       c->data_wrs_outstanding + RT_MAX_WR_PER_MSG + 1 +
-	       (c->ctrl_posted - c->ctrl_done) <= RT_SQ_DEPTH;
+	return c->ctx.msgs_avail > 0 && conn_room_for_message(c);
 }
 
 static void tx_open(struct rt_conn *c)

@@ -657,7 +657,7 @@ static void test_control_leaves_open_message_room(void **state)
 	assert_false(c->ctrl_credit_pending);
 	assert_false(c->ctrl_ping_pending);
 	assert_int_equal(nposted_sends, 3);
-	assert_true(c->data_wrs_outstanding + (c->ctrl_posted - c->ctrl_done) <= RT_SQ_DEPTH);
+	assert_true(conn_sq_used(c) <= RT_SQ_DEPTH);
 }
 
 int main(void)
