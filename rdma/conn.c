@@ -243,6 +243,7 @@ void conn_destroy(struct rt_conn *c)
 	c->qp = NULL;
 	for (i = 0; i < RT_TX_SLOTS; i++)
 		release_slot_refs(c, &c->slots[i]);
+	tx_backlog_clear(c);
 
 	if (c->cq)
 		ibv_destroy_cq(c->cq);
@@ -359,6 +360,9 @@ void conn_fail(struct rt_conn *c, int err, const char *reason)
 
 static bool conn_can_send(const struct rt_conn *c)
 {
+	/* Bytes handed over beyond the window go first. */
+	if (!tx_backlog_empty(c))
+		return false;
 	if (credit_tx_ring_used(&c->ctx) >= c->ctx.ring_size)
 		return false;
 	return c->tx.open || (c->ctx.msgs_avail > 0 && !c->slots[c->slot_next].busy);
@@ -423,6 +427,8 @@ static int events_needed(const struct rt_conn *c)
 {
 	bool up = c->state == CS_ESTABLISHED || c->state == CS_DISCONNECTED;
 	bool want_window = up && !c->shut_wr && !c->fin_sent && !conn_can_send(c);
+	/* The backlog moves on as credit returns, also with no program thread in a call. */
+	bool backlog = up && !tx_backlog_empty(c);
 	/* A control message waiting for room goes when our own sends complete. */
 	bool ctrl_waits = !c->disconnecting &&
 			  (c->ctrl_credit_pending || c->ctrl_fin_pending || c->ctrl_pong_pending ||
@@ -430,9 +436,10 @@ static int events_needed(const struct rt_conn *c)
 
 	if (!c->cq || c->destroyed || c->state == CS_FAILED)
 		return 0;
-	if (c->sleepers_any || ctrl_waits || (want_window && !conn_short_of_credit_only(c)))
+	if (c->sleepers_any || ctrl_waits ||
+	    ((want_window || backlog) && !conn_short_of_credit_only(c)))
 		return 2;
-	if (c->sleepers || c->sleepers_credit || want_window || !conn_readable(c))
+	if (c->sleepers || c->sleepers_credit || want_window || backlog || !conn_readable(c))
 		return 1;
 	return 0;
 }
@@ -530,6 +537,12 @@ void rt_conn_get_stats(struct rt_conn *c, struct rt_conn_stats *out)
 		out->bytes_out_zerocopy += c->tx.zcopy_bytes;
 		out->bytes_out_send += c->tx.inline_bytes;
 	}
+	/* So were the backlog's. */
+	if (c->state != CS_FAILED) {
+		out->bytes_out += c->backlog.bytes;
+		out->bytes_out_zerocopy += c->backlog.zcopy_bytes;
+		out->bytes_out_send += c->backlog.bytes - c->backlog.zcopy_bytes;
+	}
 	out->registered_bytes_peak = peak;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -580,7 +593,10 @@ void rt_quiesce_at_exit(unsigned timeout_ms)
 		for (c = rt_g.conns; c; c = c->next_all) {
 			pthread_mutex_lock(&c->lock);
 			conn_progress(c);
-			if (!c->destroyed && c->qp && c->state != CS_FAILED && !conn_sq_idle(c))
+			if (!c->destroyed)
+				tx_backlog_pump(c, false);
+			if (!c->destroyed && c->qp && c->state != CS_FAILED &&
+			    (!conn_sq_idle(c) || !tx_backlog_empty(c)))
 				busy = true;
 			pthread_mutex_unlock(&c->lock);
 		}

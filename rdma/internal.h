@@ -130,6 +130,31 @@ struct tx_msg {
 	bool fast_flush;		/* held, but watched by the fast tick: a small write, or TCP_NODELAY */
 };
 
+/*
+ * Stream bytes a write handed over when the window was full (backlog.c),
+ * in order: zero-copy ranges of program memory, each pinned by its own
+ * registration reference, and copied bytes in the arena.
+ */
+struct tx_bl_item {
+	uintptr_t addr;			/* program memory, or the arena for copied bytes */
+	uint32_t len;
+	uint32_t lkey;
+	struct regcache_entry *entry;	/* the reference that pins it; NULL when copied */
+};
+
+struct tx_backlog {
+	struct tx_bl_item *items;
+	unsigned cap;
+	unsigned head;			/* the next item to go into a message */
+	unsigned tail;
+	uint32_t head_off;		/* bytes of items[head] already in messages */
+	uint8_t *arena;
+	size_t arena_cap;
+	size_t arena_used;
+	size_t bytes;			/* stream bytes queued */
+	size_t zcopy_bytes;		/* of them, program memory */
+};
+
 struct rx_msg {
 	unsigned buf;			/* receive buffer index */
 	struct wire_hdr hdr;
@@ -188,6 +213,7 @@ struct rt_conn {
 	uint64_t ctrl_done;		/* of them, known to be complete */
 	unsigned ctrl_unsignalled;	/* posted since the last signalled one */
 	struct tx_msg tx;		/* the DATA message being assembled */
+	struct tx_backlog backlog;	/* handed over beyond the window, after tx */
 
 	/*
 	 * Completion events are requested only when somebody needs waking:
@@ -407,14 +433,56 @@ void defer_atfork_prepare(void);
 void defer_atfork_release(void);
 void defer_atfork_child(void);
 
-/* send.c: building and posting DATA messages, holding bulk writes */
-/* Post the DATA message being assembled, if it holds anything (lock held). */
+/* message.c: building and posting one DATA message (lock held) */
+/* Is this iovec sent zero-copy (page-aligned, at least MIGRDMA_ZCOPY_MIN)? */
+bool zcopy_eligible(const struct iovec *v);
+/* A free slot, a credit, and room in the send queue for a new message? */
+bool tx_can_open(const struct rt_conn *c);
+void tx_open(struct rt_conn *c);
+/* Ring bytes the open message may place: they only grow as credit returns. */
+void tx_update_budget(struct rt_conn *c);
+/* Copy up to n bytes inline; returns bytes taken. */
+uint32_t take_inline(struct tx_msg *m, const uint8_t *src, size_t n);
+/* Zero-copy up to n bytes, registering them; 0 when full, -1 if unregistrable. */
+int64_t take_zcopy(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, size_t n);
+/*
+ * Zero-copy up to n bytes under ref, which pins them already.  Returns
+ * bytes taken; *ref_used is set when ref itself went with them (all n).
+ */
+uint32_t take_pinned(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, uint32_t n,
+		     const struct regcache_ref *ref, bool *ref_used);
+int tx_post(struct rt_conn *c);
+/* Post the DATA message being assembled, if it holds anything. */
 int tx_flush(struct rt_conn *c);
 /*
  * The service thread's ticks: post a held message no write has added to
  * since this tick last looked (*seen: that tick's own mark).
  */
 void tx_flush_if_idle(struct rt_conn *c, uint64_t *seen);
+
+/* backlog.c: bytes a write handed over beyond the window (lock held) */
+static inline bool tx_backlog_empty(const struct rt_conn *c)
+{
+	return c->backlog.head == c->backlog.tail;
+}
+/*
+ * Take the rest of a write, from iov[i] at off, into the backlog, so the
+ * write returns now; false when it may not (see backlog.c), and nothing
+ * was taken.  call_bytes: the whole write's size.
+ */
+bool tx_backlog_admit(struct rt_conn *c, const struct iovec *iov, int iovcnt, int i,
+		      size_t off, size_t call_bytes);
+/*
+ * Move backlog bytes into messages as far as the window allows.  Once
+ * they are all out: a writer (writer true) may add to the last message;
+ * otherwise it is posted, and a FIN that waited for them goes.  -1 when
+ * the connection has failed (the backlog is dropped).
+ */
+int tx_backlog_pump(struct rt_conn *c, bool writer);
+/* Drop the backlog and the registrations it holds. */
+void tx_backlog_clear(struct rt_conn *c);
+
+/* send.c: when a write posts, holds back or waits */
 /* A read came: the writes before it were not a stream. */
 void tx_stream_reset(struct rt_conn *c);
 /* Count a write into the stream of small copied ones, which a pause or any other write ends. */

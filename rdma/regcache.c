@@ -298,6 +298,13 @@ out:
 	return ret;
 }
 
+void regcache_hold(struct regcache *rc, struct regcache_entry *e)
+{
+	pthread_mutex_lock(&rc->lock);
+	e->refcnt++;
+	pthread_mutex_unlock(&rc->lock);
+}
+
 void regcache_put(struct regcache *rc, struct regcache_entry *e)
 {
 	pthread_mutex_lock(&rc->lock);

@@ -60,6 +60,8 @@ void regcache_destroy(struct regcache *rc);
 int regcache_get(struct regcache *rc, const void *addr, size_t len,
 		 struct regcache_ref *ref, int *registered);
 void regcache_put(struct regcache *rc, struct regcache_entry *entry);
+/* One more reference on an entry the caller holds one on already. */
+void regcache_hold(struct regcache *rc, struct regcache_entry *entry);
 
 /*
  * The program unmapped, remapped or discarded [addr, addr+len): forget

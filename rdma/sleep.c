@@ -79,6 +79,8 @@ static void sleep_on_channel(struct rt_conn *c, unsigned ms)
 	if (!c->destroyed && rt_service_watch(c->chan->fd, c))
 		log_error(c->id, "cannot watch the completion channel again: %m");
 	conn_progress(c);
+	/* What the service thread would have done with the event. */
+	tx_backlog_pump(c, false);
 	pthread_cond_broadcast(&c->cond);
 }
 

@@ -39,6 +39,7 @@ struct rt_options {
 	size_t chunk;			/* registration granularity */
 	size_t pin_limit;		/* most bytes registered at once, per connection */
 	size_t ring_size;		/* our receive ring, power of two */
+	size_t backlog;			/* bytes a write may hand over beyond the window; 0: none */
 	unsigned busy_poll_us;		/* spin this long before sleeping */
 	unsigned connect_timeout_ms;
 	unsigned keepalive_s;		/* declare a silent peer dead after this */
@@ -66,6 +67,7 @@ struct rt_conn_stats {
 	uint64_t bytes_in;
 	uint64_t bytes_out_zerocopy;
 	uint64_t bytes_out_send;
+	uint64_t bytes_backlogged;	/* of bytes_out, handed over beyond the window */
 	uint64_t registrations;
 	uint64_t registered_bytes_peak;
 	uint64_t msgs_out;

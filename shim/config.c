@@ -36,6 +36,7 @@ static void config_defaults(struct migrdma_config *cfg)
 	cfg->chunk = MIB;
 	cfg->pin_limit = GIB;
 	cfg->ring_size = 8 * MIB;
+	cfg->backlog = 32 * MIB;
 	cfg->busy_poll_us = 0;
 	cfg->connect_timeout_ms = 15000;
 	cfg->live = true;
@@ -352,6 +353,8 @@ static void config_load_vars(struct migrdma_config *cfg,
 			    "a power of two between 64K and 1G", &cfg->chunk, e, el));
 	note(&st, load_size(getenv_fn, "MIGRDMA_RING", 256 * KIB, GIB, true,
 			    "a power of two between 256K and 1G", &cfg->ring_size, e, el));
+	note(&st, load_size(getenv_fn, "MIGRDMA_BACKLOG", 0, GIB, false,
+			    "a size between 0 (off) and 1G", &cfg->backlog, e, el));
 
 	/* The limit must hold at least two chunks or the pipeline stalls. */
 	snprintf(what, sizeof(what), "a size of at least %s (twice MIGRDMA_CHUNK=%s)",

@@ -63,6 +63,7 @@ struct migrdma_config {
 	size_t chunk;			/* MIGRDMA_CHUNK, bytes, power of two, default 1 MiB */
 	size_t pin_limit;		/* MIGRDMA_PIN_LIMIT, bytes, default 1 GiB */
 	size_t ring_size;		/* MIGRDMA_RING, bytes, default 8 MiB */
+	size_t backlog;			/* MIGRDMA_BACKLOG, bytes, default 32 MiB; 0: off */
 	unsigned busy_poll_us;		/* MIGRDMA_BUSY_POLL_US, default 0, max 10000 */
 	unsigned connect_timeout_ms;	/* MIGRDMA_CONNECT_TIMEOUT_MS, default 15000 */
 	unsigned keepalive_s;		/* MIGRDMA_KEEPALIVE, seconds, default 10 */

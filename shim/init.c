@@ -200,6 +200,7 @@ int shim_start_transport(void)
 	opts.chunk = shim_cfg.chunk;
 	opts.pin_limit = shim_cfg.pin_limit;
 	opts.ring_size = shim_cfg.ring_size;
+	opts.backlog = shim_cfg.backlog;
 	opts.busy_poll_us = shim_cfg.busy_poll_us;
 	opts.connect_timeout_ms = shim_cfg.connect_timeout_ms;
 	opts.keepalive_s = shim_cfg.keepalive_s;

@@ -73,6 +73,7 @@ static void write_stats(struct msock *ms)
 	s.bytes_in = rs.bytes_in;
 	s.bytes_out_zerocopy = rs.bytes_out_zerocopy;
 	s.bytes_out_send = rs.bytes_out_send;
+	s.bytes_backlogged = rs.bytes_backlogged;
 	s.registrations = rs.registrations;
 	s.registered_bytes_peak = rs.registered_bytes_peak;
 	s.writes = rs.writes;

@@ -242,6 +242,7 @@ int stats_format_json(const struct conn_stats *s, char *buf, size_t buflen)
 	jb_u64(&jb, "bytes_in", s->bytes_in);
 	jb_u64(&jb, "bytes_out_zerocopy", s->bytes_out_zerocopy);
 	jb_u64(&jb, "bytes_out_send", s->bytes_out_send);
+	jb_u64(&jb, "bytes_backlogged", s->bytes_backlogged);
 	jb_u64(&jb, "registrations", s->registrations);
 	jb_u64(&jb, "registered_bytes_peak", s->registered_bytes_peak);
 	jb_u64(&jb, "writes", s->writes);

@@ -21,6 +21,7 @@ struct conn_stats {
 	uint64_t bytes_in;
 	uint64_t bytes_out_zerocopy;	/* RDMA-written from the program's memory */
 	uint64_t bytes_out_send;	/* carried inside SEND messages */
+	uint64_t bytes_backlogged;	/* written while the window was full (MIGRDMA_BACKLOG) */
 	uint64_t registrations;		/* memory registrations made for this connection */
 	uint64_t registered_bytes_peak;	/* peak bytes pinned by the process while it ran */
 	uint64_t writes;		/* write-family calls */

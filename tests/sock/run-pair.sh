@@ -112,6 +112,8 @@ for v in SCALE MB TIMEOUT CONNECT_TIMEOUT WAKE_MS; do
 done
 # Under emulation a preloaded library may take a while to start listening.
 export SOCKCHECK_CONNECT_TIMEOUT="${SOCKCHECK_CONNECT_TIMEOUT:-60}"
+# What carries it: a case may expect what only one transport does (guest_ram).
+export SOCKCHECK_EXPECT="$expect"
 
 set -- env
 if [ -n "$preload" ]; then

@@ -106,6 +106,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.chunk, MIB);
 	assert_int_equal(cfg.pin_limit, GIB);
 	assert_int_equal(cfg.ring_size, 8 * MIB);
+	assert_int_equal(cfg.backlog, 32 * MIB);
 	assert_int_equal(cfg.busy_poll_us, 0);
 	assert_int_equal(cfg.connect_timeout_ms, 15000);
 	assert_int_equal(cfg.keepalive_s, 10);
@@ -327,6 +328,23 @@ static void test_ring(void **state)
 	assert_rejects("MIGRDMA_RING", "128K");
 	assert_rejects("MIGRDMA_RING", "3M");
 	assert_rejects("MIGRDMA_RING", "2G");
+}
+
+static void test_backlog(void **state)
+{
+	(void)state;
+	set_env("MIGRDMA_BACKLOG", "0");
+	assert_loads();
+	assert_int_equal(cfg.backlog, 0);
+	set_env("MIGRDMA_BACKLOG", "96M");
+	assert_loads();
+	assert_int_equal(cfg.backlog, 96 * MIB);
+	set_env("MIGRDMA_BACKLOG", "1G");
+	assert_loads();
+	assert_int_equal(cfg.backlog, GIB);
+	assert_rejects("MIGRDMA_BACKLOG", "2G");
+	assert_rejects("MIGRDMA_BACKLOG", "-1");
+	assert_rejects("MIGRDMA_BACKLOG", "lots");
 }
 
 static void test_pin_limit(void **state)
@@ -837,6 +855,7 @@ int main(void)
 		T(test_zcopy_min),
 		T(test_chunk),
 		T(test_ring),
+		T(test_backlog),
 		T(test_pin_limit),
 		T(test_integers),
 		T(test_control_chars_quoted_on_one_line),

@@ -660,6 +660,79 @@ static void test_control_leaves_open_message_room(void **state)
 	assert_true(conn_sq_used(c) <= RT_SQ_DEPTH);
 }
 
+/* A CREDIT message from the peer returning msgs messages and ring bytes. */
+static uint32_t put_credit(struct rt_conn *c, unsigned idx, uint32_t msgs, uint32_t ring)
+{
+	uint8_t *buf = c->rbufs + (size_t)idx * RT_MSG_SIZE;
+	struct wire_hdr h = { 0 };
+
+	h.version = WIRE_VERSION;
+	h.opcode = WIRE_OP_CREDIT;
+	h.credit_msgs = msgs;
+	h.credit_ring = ring;
+	wire_hdr_encode(&h, buf);
+	return WIRE_HDR_LEN;
+}
+
+/*
+ * The backlog: with the peer's ring full, a bulk write of memory that may
+ * stay in flight is handed over and returns at once (before, a
+ * non-blocking one got EAGAIN and a blocking one waited for the peer).  A
+ * write ending in copied bytes may not pass it, nor may the FIN; once the
+ * peer returns credit, its bytes go out in order, then the FIN.
+ */
+static void test_backlog_takes_bulk_beyond_window(void **state)
+{
+	struct rt_conn *c = sending_conn();
+	size_t ring = 1u << 20, more = 64 * (8 + 4096);
+	uint8_t *buf = aligned_alloc(4096, ring + 64 * 4096), hdrs[64 * 8];
+	char marker[8] = { 0 };
+	struct iovec small = { marker, sizeof(marker) };
+	struct iovec iov = { buf, ring }, pairs[128];
+	uint64_t last;
+	unsigned i;
+
+	(void)state;
+	assert_non_null(buf);
+	/* QEMU's shape: an 8-byte header (copied), then its page (pinned). */
+	for (i = 0; i < 64; i++) {
+		pairs[2 * i] = (struct iovec){ hdrs + 8 * i, 8 };
+		pairs[2 * i + 1] = (struct iovec){ buf + ring + 4096 * i, 4096 };
+	}
+	rt_g.opts.defer = RT_DEFER_ALL;
+	rt_g.opts.backlog = 4u << 20;
+	rt_g.opts.pin_limit = 64u << 20;
+	assert_int_equal(rt_send(c, &iov, 1, 0, 0), (ssize_t)ring);
+	assert_int_equal(rt_send(c, pairs, 128, 0, 0), (ssize_t)more);
+	pthread_mutex_lock(&c->lock);
+	/* The first header still went out inline, in a message of its own. */
+	assert_int_equal(c->backlog.bytes, more - 8);
+	assert_int_equal(c->stats.bytes_backlogged, more - 8);
+	assert_int_equal(c->stats.bytes_out, ring + 8);
+	pthread_mutex_unlock(&c->lock);
+
+	assert_int_equal(rt_send(c, &small, 1, 0, 0), -EAGAIN);
+	pthread_mutex_lock(&c->lock);
+	conn_send_ctrl(c, WIRE_OP_FIN);
+	assert_true(c->ctrl_fin_pending);
+	assert_false(c->fin_sent);
+	pthread_mutex_unlock(&c->lock);
+
+	queue_recv(0, put_credit(c, 0, 4, (uint32_t)ring), IBV_WC_RECV);
+	pthread_mutex_lock(&c->lock);
+	conn_progress(c);
+	assert_int_equal(tx_backlog_pump(c, false), 0);
+	assert_true(tx_backlog_empty(c));
+	assert_int_equal(c->stats.bytes_out, ring + more);
+	assert_true(c->fin_sent);
+	last = sq[(sq_head + sq_len - 1) % (2 * RT_SQ_DEPTH)];
+	assert_int_equal(last >> RT_WR_KIND_SHIFT, RT_WR_CTRL);
+	pthread_mutex_unlock(&c->lock);
+	rt_g.opts.defer = RT_DEFER_AUTO;
+	rt_g.opts.backlog = 0;
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -677,6 +750,7 @@ int main(void)
 		cmocka_unit_test(test_errored_send_is_no_success),
 		cmocka_unit_test(test_refused_send_waits_for_its_writes),
 		cmocka_unit_test(test_control_leaves_open_message_room),
+		cmocka_unit_test(test_backlog_takes_bulk_beyond_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

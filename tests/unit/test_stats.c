@@ -34,6 +34,7 @@ static struct conn_stats sample(void)
 	s.bytes_in = 1234;
 	s.bytes_out_zerocopy = 8000000000ULL;
 	s.bytes_out_send = 589934592ULL;
+	s.bytes_backlogged = 33554432ULL;
 	s.registrations = 42;
 	s.registered_bytes_peak = 1073741824ULL;
 	s.writes = 100000;
@@ -87,7 +88,7 @@ static void test_json_exact(void **state)
 		    "\"conn_id\":7,\"role\":\"client\",\"transport\":\"rdma\","
 		    "\"local\":\"10.0.0.1:40000\",\"peer\":\"[fd00::2]:4444\","
 		    "\"duration_s\":12.500000,\"bytes_out\":8589934592,\"bytes_in\":1234,"
-		    "\"bytes_out_zerocopy\":8000000000,\"bytes_out_send\":589934592,"
+		    "\"bytes_out_zerocopy\":8000000000,\"bytes_out_send\":589934592,\"bytes_backlogged\":33554432,"
 		    "\"registrations\":42,\"registered_bytes_peak\":1073741824,"
 		    "\"writes\":100000,\"reads\":17,\"msgs_out\":2100,\"msgs_in\":9,\"zerocopy_share\":0.9313,"
 		    "\"out_mb_s\":687.195,\"in_mb_s\":0.000,\"close_reason\":\"close\"}\n");
@@ -106,7 +107,7 @@ static void test_json_extremes(void **state)
 		    "\"conn_id\":4294967295,\"role\":null,\"transport\":null,"
 		    "\"local\":\"\",\"peer\":\"\","
 		    "\"duration_s\":0.000000,\"bytes_out\":18446744073709551615,\"bytes_in\":0,"
-		    "\"bytes_out_zerocopy\":0,\"bytes_out_send\":0,"
+		    "\"bytes_out_zerocopy\":0,\"bytes_out_send\":0,\"bytes_backlogged\":0,"
 		    "\"registrations\":0,\"registered_bytes_peak\":0,"
 		    "\"writes\":0,\"reads\":0,\"msgs_out\":0,\"msgs_in\":0,\"zerocopy_share\":0.0000,"
 		    "\"out_mb_s\":null,\"in_mb_s\":0.000,\"close_reason\":null}\n");
