@@ -98,11 +98,9 @@ void tx_backlog_clear(struct rt_conn *c)
 {
 	struct tx_backlog *b = &c->backlog;
 
-	if (b->items) {
-		/* The head item's taken part holds no reference of its own. */
+	/* The head item's taken part holds no reference of its own. */
+	if (b->items)
 		backlog_truncate(c, b->head, 0);
-		backlog_reset(b);
-	}
 	free(b->items);
 	free(b->arena);
 	memset(b, 0, sizeof(*b));
@@ -262,6 +260,15 @@ static size_t backlog_fill(struct rt_conn *c)
 	if (b->head == b->tail)
 		backlog_reset(b);
 	return moved;
+}
+
+void tx_backlog_move_on(struct rt_conn *c)
+{
+	if (tx_backlog_empty(c) || c->destroyed)
+		return;
+	tx_backlog_pump(c, false);
+	/* Emptied: the doorbell may be writable again. */
+	conn_update_events(c, false);
 }
 
 int tx_backlog_pump(struct rt_conn *c, bool writer)

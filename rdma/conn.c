@@ -593,8 +593,7 @@ void rt_quiesce_at_exit(unsigned timeout_ms)
 		for (c = rt_g.conns; c; c = c->next_all) {
 			pthread_mutex_lock(&c->lock);
 			conn_progress(c);
-			if (!c->destroyed)
-				tx_backlog_pump(c, false);
+			tx_backlog_move_on(c);
 			if (!c->destroyed && c->qp && c->state != CS_FAILED &&
 			    (!conn_sq_idle(c) || !tx_backlog_empty(c)))
 				busy = true;

@@ -3,6 +3,7 @@
 #ifndef MIGRDMA_RDMA_INTERNAL_H
 #define MIGRDMA_RDMA_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -299,6 +300,17 @@ static inline unsigned conn_sq_used(const struct rt_conn *c)
 	return c->data_wrs_outstanding + (unsigned)(c->ctrl_posted - c->ctrl_done);
 }
 
+/* The bytes an iovec array holds, bounded as a read's or write's count is: nothing wraps. */
+static inline size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < iovcnt; i++)
+		n = iov[i].iov_len > SSIZE_MAX - n ? SSIZE_MAX : n + iov[i].iov_len;
+	return n;
+}
+
 /* A free slot and send-queue room for the largest DATA message; credit aside. */
 static inline bool conn_room_for_message(const struct rt_conn *c)
 {
@@ -479,6 +491,11 @@ bool tx_backlog_admit(struct rt_conn *c, const struct iovec *iov, int iovcnt, in
  * the connection has failed (the backlog is dropped).
  */
 int tx_backlog_pump(struct rt_conn *c, bool writer);
+/*
+ * The same for a thread that is not the writer (the service thread, a
+ * sleeper woken by a completion, exit), which also updates readiness.
+ */
+void tx_backlog_move_on(struct rt_conn *c);
 /* Drop the backlog and the registrations it holds. */
 void tx_backlog_clear(struct rt_conn *c);
 

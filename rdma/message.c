@@ -152,6 +152,24 @@ static bool add_sge(struct rt_conn *c, struct tx_msg *m, uintptr_t a, uint32_t n
 	return true;
 }
 
+/* How many of n zero-copy bytes fit: ring budget, a segment and a reference. */
+static size_t zcopy_room(const struct tx_msg *m, size_t n)
+{
+	bool new_seg = !(m->nseg && m->last_seg_ring);
+
+	if (!seg_room(m, new_seg) || m->slot->nrefs >= RT_MAX_REFS)
+		return 0;
+	return n < m->ring_budget - m->ring_len ? n : m->ring_budget - m->ring_len;
+}
+
+/* n zero-copy bytes joined the message's WRITEs: place them in the ring's stream. */
+static void zcopy_taken(struct tx_msg *m, uint32_t n)
+{
+	m->ring_len += n;
+	add_seg(m, n, true);
+	m->zcopy_bytes += n;
+}
+
 /*
  * Reference n bytes of program memory for an RDMA WRITE; returns bytes
  * taken, 0 when the message is full, or -1 when the memory cannot be
@@ -163,14 +181,12 @@ int64_t take_zcopy(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, size
 	uintptr_t a = (uintptr_t)src;
 	struct regcache_ref ref;
 	int registered;
-	bool new_seg = !(m->nseg && m->last_seg_ring);
 
-	if (n > m->ring_budget - m->ring_len)
-		n = m->ring_budget - m->ring_len;
+	n = zcopy_room(m, n);
 	/* A registration never spans chunks: split at the boundary. */
 	if (n > chunk - (a & (chunk - 1)))
 		n = chunk - (a & (chunk - 1));
-	if (!n || !seg_room(m, new_seg) || m->slot->nrefs >= RT_MAX_REFS)
+	if (!n)
 		return 0;
 
 	if (regcache_get(c->regcache, src, n, &ref, &registered)) {
@@ -187,9 +203,7 @@ int64_t take_zcopy(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, size
 	}
 	if (!m->must_wait && !defer_allowed(src, n))
 		m->must_wait = true;
-	m->ring_len += (uint32_t)n;
-	add_seg(m, (uint32_t)n, true);
-	m->zcopy_bytes += n;
+	zcopy_taken(m, (uint32_t)n);
 	return (int64_t)n;
 }
 
@@ -197,12 +211,10 @@ uint32_t take_pinned(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, ui
 		     const struct regcache_ref *ref, bool *ref_used)
 {
 	uint32_t want = n;
-	bool new_seg = !(m->nseg && m->last_seg_ring);
 
 	*ref_used = false;
-	if (n > m->ring_budget - m->ring_len)
-		n = m->ring_budget - m->ring_len;
-	if (!n || !seg_room(m, new_seg) || m->slot->nrefs >= RT_MAX_REFS)
+	n = (uint32_t)zcopy_room(m, n);
+	if (!n)
 		return 0;
 	/* The message's SGE needs a reference of its own unless it takes them all. */
 	if (n < want)
@@ -213,9 +225,7 @@ uint32_t take_pinned(struct rt_conn *c, struct tx_msg *m, const uint8_t *src, ui
 		return 0;
 	}
 	*ref_used = n == want;
-	m->ring_len += n;
-	add_seg(m, n, true);
-	m->zcopy_bytes += n;
+	zcopy_taken(m, n);
 	return n;
 }
 

@@ -84,8 +84,10 @@ void conn_send_ctrl_payload(struct rt_conn *c, enum wire_opcode op, const void *
 	if (!c->qp || c->state == CS_FAILED || c->disconnecting)
 		return;
 	if (!ctrl_sq_room(c) || (op == WIRE_OP_FIN && !tx_backlog_empty(c))) {
-		/* Or after the stream bytes still in the backlog (tx_backlog_pump). */
-		/* Posting now would overflow the send queue: after the next reap. */
+		/*
+		 * Posting now would overflow the send queue (sent after the next
+		 * reap), or a FIN would overtake the backlog (sent once it is empty).
+		 */
 		ctrl_pending_flag(c, op, true);
 		return;
 	}

@@ -5,7 +5,6 @@
  * give credit back as whole messages are consumed.
  */
 #include <errno.h>
-#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -141,17 +140,6 @@ static bool rx_can_grow(struct rt_conn *c)
 		conn_send_ctrl(c, WIRE_OP_CREDIT);
 	return c->rxq_count < c->crx.msgs_lent &&
 	       c->crx.ring_pos - c->crx.ring_freed < c->crx.ring_size;
-}
-
-static size_t iov_total(const struct iovec *iov, int iovcnt)
-{
-	size_t n = 0;
-	int i;
-
-	/* Bounded as a read's count is: nothing wraps. */
-	for (i = 0; i < iovcnt; i++)
-		n = iov[i].iov_len > SSIZE_MAX - n ? SSIZE_MAX : n + iov[i].iov_len;
-	return n;
 }
 
 ssize_t rt_recv(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flags,

@@ -84,16 +84,6 @@ static size_t tx_fill(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy)
 	return taken;
 }
 
-static size_t iov_bytes(const struct iovec *iov, int iovcnt)
-{
-	size_t n = 0;
-	int i;
-
-	for (i = 0; i < iovcnt; i++)
-		n += iov[i].iov_len;
-	return n;
-}
-
 /* Hand the rest of the write to the backlog (backlog.c); false if it may not go there. */
 static bool send_to_backlog(struct rt_conn *c, struct iov_cursor *cur, bool no_zcopy,
 			    size_t *total)
@@ -335,7 +325,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 {
 	uint64_t deadline = rt_deadline(timeout_ms);
 	bool nonblock = timeout_ms == 0;
-	struct iov_cursor cur = { iov, iovcnt, 0, 0, 0, iov_bytes(iov, iovcnt) };
+	struct iov_cursor cur = { iov, iovcnt, 0, 0, 0, iov_total(iov, iovcnt) };
 	uint64_t wait_seq = 0;
 	bool no_zcopy = false, small;
 	size_t total = 0;

@@ -95,9 +95,8 @@ static void handle_cq_event(struct rt_conn *c)
 		/* Re-armed only if somebody still needs it. */
 		conn_progress(c);
 		/* Credit came back while no program thread was in a call. */
-		tx_backlog_pump(c, false);
+		tx_backlog_move_on(c);
 		pthread_cond_broadcast(&c->cond);
-		conn_update_events(c, false);
 		conn_arm(c);
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -80,7 +80,7 @@ static void sleep_on_channel(struct rt_conn *c, unsigned ms)
 		log_error(c->id, "cannot watch the completion channel again: %m");
 	conn_progress(c);
 	/* What the service thread would have done with the event. */
-	tx_backlog_pump(c, false);
+	tx_backlog_move_on(c);
 	pthread_cond_broadcast(&c->cond);
 }
 

@@ -29,10 +29,7 @@ static bool conn_timers(struct rt_conn *c, uint64_t now)
 	 * held back if no write has added to it since the last tick.
 	 */
 	conn_progress(c);
-	if (!tx_backlog_empty(c)) {
-		tx_backlog_pump(c, false);
-		conn_update_events(c, false);
-	}
+	tx_backlog_move_on(c);
 	tx_flush_if_idle(c, &c->tx.gen_seen_tick);
 	conn_arm(c);
 	if (c->state < CS_ESTABLISHED && now > c->deadline_ms) {
