@@ -108,6 +108,8 @@ SWITCHOVER = {
     "so_lock_ms": ("lock_ms", 1),
     "so_pause_ms": ("pause_ms", 1),
     "so_blackout_ms": ("blackout_ms", 1),
+    "so_last_call_ms": ("last_call_ms", 1),
+    "so_last_call_mib": ("last_call_mib", 1),
 }
 DERIVED += list(SWITCHOVER) + ["so_downtime_ms", "so_downtime_ms_per_mib"]
 
@@ -200,6 +202,10 @@ def summarize(runs):
                            / r["size_mib"] for r in ok if r.get("size_mib")
                            and (r["perf"].get(side) or {}).get("calls"))
                 for c in names}
+        # The last iterator calls cut at 50 ms, of those traced (the rest ended their pass).
+        calls = [r for r in ok if r["so_last_call_ms"] is not None]
+        s["so_last_call_cut"] = (f"{sum(1 for r in calls if r['so_last_call_mib'] is not None)}"
+                                 f"/{len(calls)}" if calls else None)
         dest = [r["ram_identical"] for r in mine if r["ram_identical"] is not None]
         s["ram_identical"] = f"{sum(1 for x in dest if x)}/{len(dest)}" if dest else "n/a"
         s["carried_over"] = sorted({r["carried_over"] for r in ok if r["carried_over"]})
@@ -321,7 +327,8 @@ def _guest_part(rep, g):
                      _fmt(s["so_pending_mib"], 1), _fmt(s["so_landing"], 2),
                      _fmt(s["so_lock_ms"], 1), _fmt(s["so_pause_ms"], 1),
                      _fmt(s["so_downtime_ms"]), _fmt(s["so_downtime_ms_per_mib"], 1),
-                     _fmt(s["so_blackout_ms"])])
+                     _fmt(s["so_blackout_ms"]), _fmt(s["so_last_call_ms"]),
+                     s["so_last_call_cut"] or "–", _fmt(s["so_last_call_mib"], 1)])
     if rows:
         parts.append(
             "### Switchover (medians; the QEMUs' traces)\n\n"
@@ -336,10 +343,15 @@ def _guest_part(rep, g):
             "destination's state loaded (both QEMUs share the VM's clock); QEMU's downtime "
             "ends earlier, when the source has handed over its last bytes. Medians over the "
             "runs with a source trace, the downtime column over the same runs; the blackout "
-            "over those that also have the destination's.\n\n"
+            "over those that also have the destination's. Last call: RAM's last iterator "
+            "call before QEMU decided, how long it took, in how many runs QEMU's 50 ms "
+            "limit cut it (the others ended their pass over the dirty pages, handing over "
+            "all of them), and what the cut ones had handed over: the step by which the "
+            "pending bytes fall.\n\n"
             + _table(["transport", "bandwidth estimate MiB/s", "threshold MiB", "pending MiB",
                       "landing", "BQL ms", "pause ms", "downtime ms",
-                      "downtime ms per pending MiB", "blackout ms"], rows))
+                      "downtime ms per pending MiB", "blackout ms", "last call ms",
+                      "last call cut at 50 ms", "cut call MiB"], rows))
     trows = []
     for key, r in rat.items():
         per_round = ", ".join(f"r{x['round']}: {x['ratio']:.2f}" for x in r["per_round"]) or "–"

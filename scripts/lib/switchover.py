@@ -15,6 +15,18 @@ speed.  scripts/migrate --switchover enables the trace events this reads
                                 downtime clock has just started
   vm_state_notify running 0     the vCPUs are paused
   migration_completion_vm_stop  the guest is stopped, its disks flushed
+  savevm_section_start/_end ram one call of RAM's iterator, between two looks
+                                at the pending bytes
+  ram_save_iterate_big_wait     that call stopped at its 50 ms limit, after
+                                so many pages; without it the call ended
+                                because the pass over the dirty pages did
+
+The last iterator call before the decision says how much QEMU handed over
+between its last two looks: a call cut at 50 ms moved what the migration
+thread could find and write in that time, and a call that ended its pass
+moved all that was dirty.  Native rdma: posts and returns at once, so its
+last call ends the pass; a transport whose writes cost the migration
+thread more moves less per call, and lands higher.
 
 On the destination it reads one event, DESTINATION_EVENTS:
 
@@ -35,7 +47,9 @@ A trace line reads "PID@SECONDS.MICROS:EVENT ARGS".
 import re
 
 EVENTS = ("migrate_transferred", "migration_thread_low_pending", "runstate_set",
-          "vm_state_notify", "migration_completion_vm_stop")
+          "vm_state_notify", "migration_completion_vm_stop", "savevm_section_start",
+          "savevm_section_end", "ram_save_iterate_big_wait")
+PAGE = 4096
 DESTINATION_EVENTS = ("runstate_set",)
 
 _LINE = re.compile(r"^\d+@(\d+\.\d+):(\w+)\s*(.*)$")
@@ -53,11 +67,16 @@ def parse(lines, dst_lines=None):
     time the vCPUs took to stop (inside the downtime; None when the guest
     was paused already), stop_ms everything up to the stopped guest.
     QEMU 10.0 computes the threshold from avail-switchover-bandwidth when
-    that is set; threshold_bytes is always the one QEMU used.  blackout_ms
+    that is set; threshold_bytes is always the one QEMU used.
+    last_call_ms is how long RAM's last iterator call before the decision
+    took, last_call_mib what it handed over when its 50 ms limit cut it
+    (the pages it wrote), None when it ended its pass instead (or the
+    trace lacks those events, then last_call_ms is None too).  blackout_ms
     runs from the source's finish-migrate to the moment DST_LINES, the
     destination's trace, shows it done loading; None without them."""
     window = None
     found = None
+    call = last_call = None
     for line in lines:
         m = _LINE.match(line)
         if not m:
@@ -65,6 +84,14 @@ def parse(lines, dst_lines=None):
         t, event, args = float(m.group(1)), m.group(2), m.group(3)
         stopping = event == "runstate_set" and args.endswith("(finish-migrate)")
         if found is None:
+            if event == "savevm_section_start" and args.startswith("ram,"):
+                call = {"t": t, "pages": None}
+            elif event == "ram_save_iterate_big_wait" and call:
+                pages = re.search(r"(\d+) iterations", args)
+                call["pages"] = int(pages.group(1)) if pages else None
+            elif event == "savevm_section_end" and args.startswith("ram,") and call:
+                last_call = dict(call, ms=_ms(call["t"], t))
+                call = None
             if stopping:
                 # Stopped with no decision traced: postcopy's start.  Its
                 # later low_pending line is the end of postcopy, not a
@@ -98,6 +125,9 @@ def parse(lines, dst_lines=None):
         "pause_ms": _ms(found["lock"], found["pause"]),
         "stop_ms": _ms(found["t"], found["stop"]),
         "blackout_ms": _ms(found["lock"], loaded_at(dst_lines or ())),
+        "last_call_ms": last_call["ms"] if last_call else None,
+        "last_call_mib": (round(last_call["pages"] * PAGE / (1 << 20), 1)
+                          if last_call and last_call["pages"] is not None else None),
     }
 
 

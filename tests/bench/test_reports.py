@@ -246,6 +246,31 @@ class Switchover(unittest.TestCase):
         self.assertAlmostEqual(so["lock_ms"], 1.0)
         self.assertAlmostEqual(so["pause_ms"], 2.0)
 
+    def test_last_call(self):
+        # The last RAM call before the decision counts: here cut at 50 ms
+        # after 6784 pages (26.5 MiB), while an earlier one ended its pass.
+        head = TRACE_72.splitlines()[:2]
+        calls = [
+            "237@1796579852.700000:savevm_section_start ram, section_id 2",
+            "237@1796579852.800000:savevm_section_end ram, section_id 2 -> 1",
+            "237@1796579852.850000:savevm_section_start ram, section_id 2",
+            "237@1796579852.901000:ram_save_iterate_big_wait big wait: 51 milliseconds, "
+            "6784 iterations",
+            "237@1796579853.077700:savevm_section_end ram, section_id 2 -> 0",
+        ]
+        rest = TRACE_72.splitlines()[2:]
+        so = switchover.parse(head[:1] + calls + head[1:] + rest)
+        self.assertAlmostEqual(so["last_call_ms"], 227.7)
+        self.assertAlmostEqual(so["last_call_mib"], 26.5)
+        # A last call that ended its pass: how long, but no cut size.
+        so = switchover.parse(head[:1] + calls[:2] + head[1:] + rest)
+        self.assertAlmostEqual(so["last_call_ms"], 100.0)
+        self.assertIsNone(so["last_call_mib"])
+        # Without those events (older traces): neither.
+        so = switchover.parse(TRACE_72.splitlines())
+        self.assertIsNone(so["last_call_ms"])
+        self.assertIsNone(so["last_call_mib"])
+
     def test_no_switchover(self):
         # A failed run or tracing off: no low_pending line, nothing to report.
         lines = TRACE_72.splitlines()
