@@ -111,11 +111,17 @@ static bool cursor_done(const struct iov_cursor *cur)
 	return true;
 }
 
+/* A broken connection's error for the program, as a negative errno. */
+static int broken_error(const struct rt_conn *c)
+{
+	return -(c->sticky_error ? c->sticky_error : EPIPE);
+}
+
 /* Why a write cannot go ahead, as a negative errno; 0 if it can. */
 static int send_blocked_error(struct rt_conn *c)
 {
 	if (c->state == CS_FAILED)
-		return -(c->sticky_error ? c->sticky_error : EPIPE);
+		return broken_error(c);
 	if (c->shut_wr || c->fin_sent || c->peer_gone)
 		return -EPIPE;
 	if (c->state != CS_ESTABLISHED && c->state != CS_DISCONNECTED)
@@ -291,7 +297,7 @@ static int send_step(struct rt_conn *c, struct iov_cursor *cur, bool *no_zcopy,
 	}
 	if (c->tx.must_wait)
 		*wait_seq = c->seq_posted + 1;
-	return tx_post(c) ? -(c->sticky_error ? c->sticky_error : EPIPE) : 1;
+	return tx_post(c) ? broken_error(c) : 1;
 }
 
 /*
@@ -309,7 +315,7 @@ static int send_after_backlog(struct rt_conn *c, struct iov_cursor *cur, uint64_
 		if (err)
 			return err;
 		if (tx_backlog_pump(c, true))
-			return -(c->sticky_error ? c->sticky_error : EPIPE);
+			return broken_error(c);
 		if (tx_backlog_empty(c))
 			return 1;
 		if (send_to_backlog(c, cur, false, total))
@@ -351,7 +357,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 			if (c->tx.must_wait)
 				wait_seq = c->seq_posted + 1;
 			if (tx_flush(c) && !total)
-				err = -(c->sticky_error ? c->sticky_error : EPIPE);
+				err = broken_error(c);
 		} else if ((small || c->nodelay) && !c->tx.fast_flush) {
 			tx_hold_fast(c);
 		}
@@ -361,7 +367,7 @@ ssize_t rt_send(struct rt_conn *c, const struct iovec *iov, int iovcnt, int flag
 	if (wait_seq) {
 		wait_sent(c, wait_seq);
 		if (c->seq_ok < wait_seq)
-			err = -(c->sticky_error ? c->sticky_error : EPIPE), total = 0;
+			err = broken_error(c), total = 0;
 	}
 	c->in_call--;
 	conn_update_events(c, false);
