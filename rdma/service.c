@@ -183,6 +183,8 @@ static void *service_main(void *arg)
 	/* Signals belong to the program's threads, never to ours. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* So that top, perf and /proc tell its CPU from the program's. */
+	pthread_setname_np(pthread_self(), "migrdma-svc");
 
 	for (;;) {
 		bool fast = __atomic_load_n(&rt_g.fast_tick, __ATOMIC_ACQUIRE);

@@ -102,7 +102,16 @@ bool cm_flush_held(void)
 
 	pthread_mutex_lock(&rt_g.lock);
 	for (c = rt_g.conns; c; c = c->next_all) {
-		pthread_mutex_lock(&c->lock);
+		/*
+		 * A thread in a call on the connection decides about the held
+		 * message itself before it returns (a write holds or posts it,
+		 * a read posts it): look again next tick rather than wait for
+		 * the lock, which a write holds across its posts.
+		 */
+		if (pthread_mutex_trylock(&c->lock)) {
+			any = true;
+			continue;
+		}
 		if (!c->destroyed && c->tx.open && c->tx.fast_flush) {
 			tx_flush_if_idle(c, &c->tx.gen_seen_fast);
 			any |= c->tx.open && c->tx.fast_flush;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -719,4 +720,40 @@ void sc_wait_blocked(pid_t tid, const char *what)
 			sc_fail("%s: thread never blocked", what);
 		usleep(2000);
 	}
+}
+
+bool sc_has_thread(const char *comm)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		sc_fail_errno("opendir /proc/self/task");
+	while (!found && (e = readdir(d))) {
+		char path[300], name[32] = "";
+		ssize_t n;
+		int fd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = read(fd, name, sizeof(name) - 1);
+		close(fd);
+		name[n > 0 ? n : 0] = '\0';
+		name[strcspn(name, "\n")] = '\0';
+		found = !strcmp(name, comm);
+	}
+	closedir(d);
+	return found;
+}
+
+bool sc_expect_rdma(void)
+{
+	const char *expect = getenv("SOCKCHECK_EXPECT");
+
+	return expect && !strcmp(expect, "rdma");
 }

@@ -59,10 +59,9 @@ static void gr_header(uint8_t *h, uint32_t page)
 /* Are the writes through the library with its backlog, and so expected not to wait? */
 static bool gr_expect_backlog(void)
 {
-	const char *expect = getenv("SOCKCHECK_EXPECT");
 	const char *backlog = getenv("MIGRDMA_BACKLOG");
 
-	return expect && !strcmp(expect, "rdma") && !(backlog && !strcmp(backlog, "0"));
+	return sc_expect_rdma() && !(backlog && !strcmp(backlog, "0"));
 }
 
 static void gr_sendmsg_all(int fd, struct iovec *iov, int iovcnt, const char *what)

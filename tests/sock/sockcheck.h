@@ -144,5 +144,9 @@ uint64_t sc_recv_u64(int fd, const char *what);
 
 /* Wait until thread tid sleeps in the kernel (i.e. is blocked in a call). */
 void sc_wait_blocked(pid_t tid, const char *what);
+/* Does run-pair.sh expect RDMA to carry this run (SOCKCHECK_EXPECT=rdma)? */
+bool sc_expect_rdma(void);
+/* Has this process a thread named comm (/proc/self/task/N/comm)? */
+bool sc_has_thread(const char *comm);
 
 #endif

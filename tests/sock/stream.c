@@ -208,6 +208,9 @@ int qemu_sendmsg_client(struct sc_ctx *ctx)
 
 	sc_step("connect");
 	fd = sc_connect(ctx);
+	/* Users tell the library's CPU from QEMU's in top or /proc by its thread's name. */
+	if (sc_expect_rdma() && !sc_has_thread("migrdma-svc"))
+		sc_fail("connected through libmigrdma, but no thread is named migrdma-svc");
 	sc_step("sendmsg stream");
 	while (qgen_next(&g)) {
 		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)g.nseg };
