@@ -5,6 +5,7 @@
  * as the protocol it checks.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
