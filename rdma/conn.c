@@ -98,16 +98,22 @@ static size_t sbuf_len(void)
 /* The completion channel, queue and queue pair; false with errno set. */
 static bool create_queues(struct rt_conn *c, struct rdma_cm_id *id)
 {
+	struct ibv_comp_channel *chan;
 	struct ibv_qp_init_attr qa;
-	int fl;
+	int fl, wake_fd;
 
-	c->chan = ibv_create_comp_channel(id->verbs);
-	if (!c->chan)
+	chan = ibv_create_comp_channel(id->verbs);
+	if (!chan)
 		return false;
-	fl = REAL(fcntl)(c->chan->fd, F_GETFL);
-	REAL(fcntl)(c->chan->fd, F_SETFL, fl | O_NONBLOCK);
-	c->sleep_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->sleep_wake_fd < 0)
+	fl = REAL(fcntl)(chan->fd, F_GETFL);
+	REAL(fcntl)(chan->fd, F_SETFL, fl | O_NONBLOCK);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* rt_for_each_internal_fd reads both under the global lock. */
+	pthread_mutex_lock(&rt_g.lock);
+	c->chan = chan;
+	c->sleep_wake_fd = wake_fd;
+	pthread_mutex_unlock(&rt_g.lock);
+	if (wake_fd < 0)
 		return false;
 	c->cq = ibv_create_cq(id->verbs, (int)(RT_SQ_DEPTH + c->nrecv), c, c->chan, 0);
 	if (!c->cq)
@@ -138,7 +144,7 @@ static bool create_queues(struct rt_conn *c, struct rdma_cm_id *id)
 	return true;
 }
 
-int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
+static int setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 {
 	struct regcache *rc;
 	unsigned i;
@@ -193,6 +199,32 @@ int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
 fail_errno:
 	log_error(c->id, "cannot set up RDMA resources: %m");
 	return errno ? -errno : -ENOMEM;
+}
+
+/*
+ * Set-up takes the global lock, so it cannot run under the connection's:
+ * program threads may hold c->lock meanwhile (a read or write on a socket
+ * still connecting, a shutdown), and c->setting_up keeps them off the
+ * queues being created.
+ */
+int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	c->setting_up = true;
+	pthread_mutex_unlock(&c->lock);
+	ret = setup_resources(c, id);
+	pthread_mutex_lock(&c->lock);
+	c->setting_up = false;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+bool conn_has_queues(const struct rt_conn *c)
+{
+	/* The flag first: the fields behind it may be being written. */
+	return !c->setting_up && !c->destroyed && c->cq;
 }
 
 void conn_local_hello(const struct rt_conn *c, struct wire_hello *h)
@@ -330,7 +362,7 @@ static void conn_stop_qp(struct rt_conn *c)
 	struct ibv_qp_attr attr = { .qp_state = IBV_QPS_ERR };
 	int ret;
 
-	if (!c->qp || c->qp_stopped)
+	if (c->setting_up || !c->qp || c->qp_stopped)
 		return;
 	c->qp_stopped = true;
 	ret = ibv_modify_qp(c->qp, &attr, IBV_QP_STATE);
@@ -434,7 +466,7 @@ static int events_needed(const struct rt_conn *c)
 			  (c->ctrl_credit_pending || c->ctrl_fin_pending || c->ctrl_pong_pending ||
 			   c->ctrl_ping_pending);
 
-	if (!c->cq || c->destroyed || c->state == CS_FAILED)
+	if (!conn_has_queues(c) || c->state == CS_FAILED)
 		return 0;
 	if (c->sleepers_any || ctrl_waits ||
 	    ((want_window || backlog) && !conn_short_of_credit_only(c)))
@@ -594,7 +626,7 @@ void rt_quiesce_at_exit(unsigned timeout_ms)
 			pthread_mutex_lock(&c->lock);
 			conn_progress(c);
 			tx_backlog_move_on(c);
-			if (!c->destroyed && c->qp && c->state != CS_FAILED &&
+			if (conn_has_queues(c) && c->qp && c->state != CS_FAILED &&
 			    (!conn_sq_idle(c) || !tx_backlog_empty(c)))
 				busy = true;
 			pthread_mutex_unlock(&c->lock);

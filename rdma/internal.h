@@ -262,6 +262,12 @@ struct rt_conn {
 	bool qp_stopped;		/* moved to the error state: the device reads nothing more */
 	bool device_removed;		/* RDMA_CM_EVENT_DEVICE_REMOVAL seen */
 	bool destroyed;
+	/*
+	 * conn_setup_resources is creating the queues without c->lock (it
+	 * takes the global lock): until it is done nobody else touches the
+	 * completion channel, CQ or QP.
+	 */
+	bool setting_up;
 	bool ping_outstanding;
 	bool auth;			/* MIGRDMA_SECRET challenge-response in use */
 	bool queued;			/* on the listener's accept queue */
@@ -396,6 +402,8 @@ void rt_devices_pinned(size_t *now, size_t *peak);
 /* conn.c: a connection's resources, state, events and waits */
 struct rt_conn *conn_alloc(bool is_server);
 int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id);
+/* Whether the connection's queues exist and may be used (with c->lock held). */
+bool conn_has_queues(const struct rt_conn *c);
 void conn_destroy(struct rt_conn *c);
 /* The device is done with a message: drop its registrations' references. */
 void release_slot_refs(struct rt_conn *c, struct tx_slot *s);

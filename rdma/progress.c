@@ -339,7 +339,7 @@ bool conn_progress(struct rt_conn *c)
 	bool changed = false, newdata = false;
 	int n, i;
 
-	if (!c->cq || c->destroyed)
+	if (!conn_has_queues(c))
 		return false;
 	while ((n = ibv_poll_cq(c->cq, 32, wc)) > 0) {
 		changed = true;

@@ -214,7 +214,7 @@ static void wait_flushed(struct rt_conn *c, uint64_t seq)
 
 	for (;;) {
 		conn_progress(c);
-		if (c->seq_done >= seq || !c->cq || c->destroyed)
+		if (c->seq_done >= seq || !conn_has_queues(c))
 			return;
 		if (rt_now_ms() >= deadline)
 			break;
