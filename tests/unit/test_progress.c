@@ -29,6 +29,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "rdma/auth.h"
 #include "rdma/internal.h"
 #include "shim/msock.h"
@@ -92,14 +94,6 @@ int ibv_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)
 		qp_in_error = true;
 		error_at_ms = mono_ms();
 	}
-	return 0;
-}
-
-static int fake_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad)
-{
-	(void)qp;
-	(void)wr;
-	(void)bad;
 	return 0;
 }
 

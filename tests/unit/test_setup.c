@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "rdma/internal.h"
 
 /* verbs.h makes it a macro; the library ends up calling the function, defined below. */
@@ -46,6 +48,19 @@ static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static bool in_create_qp, released;
 static pthread_t setup_thread;
 static int foreign_cq_calls;	/* poll or arm from a thread other than the set-up's */
+
+/* With gate_lock held: wait until *flag is set, at most 10 s; returns *flag. */
+static bool gate_wait_for(const bool *flag)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	while (!*flag)
+		if (pthread_cond_timedwait(&gate_cond, &gate_lock, &until) == ETIMEDOUT)
+			break;
+	return *flag;
+}
 
 static void note_cq_call(void)
 {
@@ -69,14 +84,6 @@ static int fake_req_notify(struct ibv_cq *cq, int solicited_only)
 	(void)cq;
 	(void)solicited_only;
 	note_cq_call();
-	return 0;
-}
-
-static int fake_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad)
-{
-	(void)qp;
-	(void)wr;
-	(void)bad;
 	return 0;
 }
 
@@ -138,18 +145,12 @@ struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length, ui
 
 int rdma_create_qp(struct rdma_cm_id *id, struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
 {
-	struct timespec until;
-
 	(void)pd;
 	(void)attr;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
 	pthread_mutex_lock(&gate_lock);
 	in_create_qp = true;
 	pthread_cond_broadcast(&gate_cond);
-	while (!released)
-		if (pthread_cond_timedwait(&gate_cond, &gate_lock, &until) == ETIMEDOUT)
-			break;
+	gate_wait_for(&released);
 	in_create_qp = false;
 	pthread_mutex_unlock(&gate_lock);
 	fake_qp.context = id->verbs;
@@ -174,16 +175,10 @@ static void *run_route_resolved(void *arg)
 /* Wait (bounded) until the set-up thread has reached rdma_create_qp. */
 static bool wait_in_create_qp(void)
 {
-	struct timespec until;
 	bool in;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
 	pthread_mutex_lock(&gate_lock);
-	while (!in_create_qp)
-		if (pthread_cond_timedwait(&gate_cond, &gate_lock, &until) == ETIMEDOUT)
-			break;
-	in = in_create_qp;
+	in = gate_wait_for(&in_create_qp);
 	pthread_mutex_unlock(&gate_lock);
 	return in;
 }
