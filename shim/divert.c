@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/addr.h"
 #include "common/log.h"
@@ -58,6 +59,24 @@ static int keep_shadow(int fd)
 	if (shadow >= 0)
 		fdtable_mark_internal(shadow, true);
 	return shadow;
+}
+
+/*
+ * Is fd still the program's socket, a duplicate of which is the shadow?
+ * rt_connect may wait for seconds, and a program thread may close fd
+ * meanwhile and get a new file at the same number (a program bug, but one
+ * the kernel's connect survives): putting the doorbell there would replace
+ * that unrelated file.  Only a close in the few instructions between this
+ * check and the dup3 escapes it.  Without a shadow there is nothing to
+ * compare with, and the socket is taken to be still there.
+ */
+static bool still_programs_socket(int fd, int shadow_fd)
+{
+	struct stat now, shadow;
+
+	if (shadow_fd < 0 || fstat(shadow_fd, &shadow))
+		return true;
+	return !fstat(fd, &now) && now.st_dev == shadow.st_dev && now.st_ino == shadow.st_ino;
 }
 
 /* Was the socket bound by the program before connect?  Then keep its address. */
@@ -263,6 +282,14 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	}
 	if (msock_nodelay(ms))
 		rt_conn_set_nodelay(ms->conn, true);
+	if (!still_programs_socket(fd, ms->shadow_fd)) {
+		log_warn(rt_conn_id(ms->conn), "fd %d was closed while it connected; "
+			 "dropping the connection, the fd's new file is left alone", fd);
+		rt_conn_close(ms->conn);
+		ms->conn = NULL;
+		ret = -EBADF;
+		goto fail;
+	}
 	/* Now put the doorbell where the program's TCP socket was. */
 	if (REAL(dup3)(ms->db.app_fd, fd, fd_cloexec(fd) ? O_CLOEXEC : 0) < 0) {
 		ret = -errno;
