@@ -101,7 +101,7 @@ void cm_route_resolved(struct rt_conn *c)
 	struct wire_hello mine;
 	int ret;
 
-	/* Set-up takes the global lock, so it runs without the connection's (see conn.c). */
+	/* Set-up takes the global lock, so it runs without the connection's (see resources.c). */
 	ret = conn_setup_resources(c, c->cm_id);
 	pthread_mutex_lock(&c->lock);
 	if (c->state != CS_RESOLVING_ROUTE) {

@@ -399,15 +399,18 @@ struct rt_device *rt_device_get(struct ibv_context *verbs);
 struct regcache *rt_regcache_create(struct ibv_pd *pd);
 void rt_devices_pinned(size_t *now, size_t *peak);
 
-/* conn.c: a connection's resources, state, events and waits */
-struct rt_conn *conn_alloc(bool is_server);
+/* resources.c: a connection's verbs resources and buffers, set up and torn down */
 int conn_setup_resources(struct rt_conn *c, struct rdma_cm_id *id);
-/* Whether the connection's queues exist and may be used (with c->lock held). */
-bool conn_has_queues(const struct rt_conn *c);
+/* Service thread only: frees everything but the object (conn_free_zombies). */
 void conn_destroy(struct rt_conn *c);
 /* The device is done with a message: drop its registrations' references. */
 void release_slot_refs(struct rt_conn *c, struct tx_slot *s);
 void conn_free_zombies(void);
+
+/* conn.c: a connection's state, events and waits */
+struct rt_conn *conn_alloc(bool is_server);
+/* Whether the connection's queues exist and may be used (with c->lock held). */
+bool conn_has_queues(const struct rt_conn *c);
 void conn_fail(struct rt_conn *c, int err, const char *reason);
 void conn_update_events(struct rt_conn *c, bool newdata);
 void conn_apply_peer_hello(struct rt_conn *c, const struct wire_hello *h);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * A connection's set-up against a fake device, with a program thread
- * calling in meanwhile.
+ * A connection's set-up and teardown against a fake device, with a program
+ * thread calling in meanwhile.
  *
  * Regression: the service thread creates a connecting socket's completion
  * channel, CQ and QP (conn_setup_resources) without the connection's lock,
@@ -10,6 +10,12 @@
  * are) polled and armed the CQ the set-up had just published, racing with
  * the set-up's own writes of the same fields.  Now nobody else touches the
  * queues until the set-up is done.
+ *
+ * Regression: conn_destroy destroyed the completion channel and only later
+ * cleared c->chan, without the global lock.  rt_for_each_internal_fd, which
+ * a connect or accept in a program thread calls under that lock, read the
+ * freed channel meanwhile and reported its fd number, which the program
+ * may have been given again, as the library's own.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,7 +46,9 @@ static struct ibv_pd fake_pd;
 static struct ibv_cq fake_cq;
 static struct ibv_qp fake_qp;
 static struct ibv_mr fake_mr;
-static struct ibv_comp_channel fake_chan;
+#define FAKE_CHANS	4
+static struct ibv_comp_channel fake_chans[FAKE_CHANS];
+static int nchans;
 
 /* The set-up waits inside rdma_create_qp, after the CQ exists, until released. */
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -109,11 +117,17 @@ struct ibv_pd *ibv_alloc_pd(struct ibv_context *context)
 	return &fake_pd;
 }
 
+/* One per connection, never freed: a destroyed one keeps what it was left with. */
 struct ibv_comp_channel *ibv_create_comp_channel(struct ibv_context *context)
 {
-	fake_chan.context = context;
-	fake_chan.fd = eventfd(0, EFD_CLOEXEC);
-	return fake_chan.fd < 0 ? NULL : &fake_chan;
+	struct ibv_comp_channel *chan;
+
+	if (nchans == FAKE_CHANS)
+		return NULL;
+	chan = &fake_chans[nchans++];
+	chan->context = context;
+	chan->fd = eventfd(0, EFD_CLOEXEC);
+	return chan->fd < 0 ? NULL : chan;
 }
 
 struct ibv_cq *ibv_create_cq(struct ibv_context *context, int cqe, void *cq_context,
@@ -157,6 +171,69 @@ int rdma_create_qp(struct rdma_cm_id *id, struct ibv_pd *pd, struct ibv_qp_init_
 	fake_qp.state = IBV_QPS_INIT;
 	id->qp = &fake_qp;
 	return 0;
+}
+
+/* What a destroyed channel's fd reads as: as if its memory had been reused. */
+#define CHAN_FREED_FD	0x7ffffff0
+
+/* Teardown waits in its first ibv_dereg_mr, after the channel is gone, until released. */
+static bool in_dereg, dereg_released;
+
+int rdma_destroy_qp_called;
+
+void rdma_destroy_qp(struct rdma_cm_id *id)
+{
+	(void)id;
+	rdma_destroy_qp_called++;
+}
+
+int ibv_destroy_cq(struct ibv_cq *cq)
+{
+	(void)cq;
+	return 0;
+}
+
+int ibv_destroy_comp_channel(struct ibv_comp_channel *channel)
+{
+	close(channel->fd);
+	channel->fd = CHAN_FREED_FD;
+	return 0;
+}
+
+int ibv_dereg_mr(struct ibv_mr *mr)
+{
+	(void)mr;
+	pthread_mutex_lock(&gate_lock);
+	if (!dereg_released) {
+		in_dereg = true;
+		pthread_cond_broadcast(&gate_cond);
+		gate_wait_for(&dereg_released);
+	}
+	pthread_mutex_unlock(&gate_lock);
+	return 0;
+}
+
+int ibv_dealloc_pd(struct ibv_pd *pd)
+{
+	(void)pd;
+	return 0;
+}
+
+int rdma_destroy_id(struct rdma_cm_id *id)
+{
+	(void)id;
+	return 0;
+}
+
+struct ibv_context **rdma_get_devices(int *num_devices)
+{
+	*num_devices = 0;
+	return NULL;
+}
+
+void rdma_free_devices(struct ibv_context **list)
+{
+	(void)list;
 }
 
 int rdma_connect(struct rdma_cm_id *id, struct rdma_conn_param *param)
@@ -243,10 +320,84 @@ static void test_program_calls_during_setup(void **state)
 	assert_int_equal(r, -EAGAIN);
 }
 
+static void *run_destroy(void *arg)
+{
+	conn_destroy(arg);
+	return NULL;
+}
+
+struct fd_seen {
+	int chan_fd, wake_fd;
+	bool chan, wake, freed;
+};
+
+static void note_internal_fd(int fd, void *arg)
+{
+	struct fd_seen *seen = arg;
+
+	seen->chan |= fd == seen->chan_fd;
+	seen->wake |= fd == seen->wake_fd;
+	seen->freed |= fd == CHAN_FREED_FD;
+}
+
+static void test_internal_fds_during_destroy(void **state)
+{
+	struct rdma_event_channel cm_chan = { .fd = -1 };
+	struct fd_seen seen = { -1, -1, false, false, false };
+	struct rdma_cm_id id;
+	struct rt_conn *c;
+	pthread_t destroyer;
+	bool in;
+
+	(void)state;
+	memset(&id, 0, sizeof(id));
+	id.verbs = &fake_ctx;
+	c = conn_alloc(false);
+	assert_non_null(c);
+	c->cm_id = &id;
+	c->state = CS_RESOLVING_ROUTE;
+	c->deadline_ms = rt_now_ms() + 60000;
+	setup_thread = pthread_self();
+	cm_route_resolved(c);
+	assert_ptr_equal(c->qp, &fake_qp);
+	seen.chan_fd = c->chan->fd;
+	seen.wake_fd = c->sleep_wake_fd;
+	rt_g.cm_chan = &cm_chan;
+	rt_g.initialised = true;
+
+	/* Both are the library's while the connection has them. */
+	rt_for_each_internal_fd(note_internal_fd, &seen);
+	assert_true(seen.chan);
+	assert_true(seen.wake);
+
+	assert_int_equal(pthread_create(&destroyer, NULL, run_destroy, c), 0);
+	pthread_mutex_lock(&gate_lock);
+	in = gate_wait_for(&in_dereg);
+	pthread_mutex_unlock(&gate_lock);
+	assert_true(in);
+
+	/* Closed: the program may have those numbers again. */
+	memset(&seen.chan, 0, sizeof(bool) * 3);
+	rt_for_each_internal_fd(note_internal_fd, &seen);
+	pthread_mutex_lock(&gate_lock);
+	dereg_released = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	assert_int_equal(pthread_join(destroyer, NULL), 0);
+	rt_g.initialised = false;
+	rt_g.cm_chan = NULL;
+	assert_false(seen.freed);
+	assert_false(seen.chan);
+	assert_false(seen.wake);
+	assert_int_equal(rdma_destroy_qp_called, 1);
+	conn_free_zombies();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_program_calls_during_setup),
+		cmocka_unit_test(test_internal_fds_during_destroy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
