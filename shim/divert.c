@@ -79,6 +79,23 @@ static bool still_programs_socket(int fd, int shadow_fd)
 	return !fstat(fd, &now) && now.st_dev == shadow.st_dev && now.st_ino == shadow.st_ino;
 }
 
+/*
+ * Closed while rt_connect waited?  Then the connection, made or not, is
+ * dropped, and neither the doorbell nor a TCP fallback's connect may touch
+ * the fd's new file.
+ */
+static bool fd_lost_while_connecting(int fd, struct msock *ms)
+{
+	if (still_programs_socket(fd, ms->shadow_fd))
+		return false;
+	log_warn(ms->conn ? rt_conn_id(ms->conn) : 0, "fd %d was closed while it connected; "
+		 "dropping the connection, the fd's new file is left alone", fd);
+	if (ms->conn)
+		rt_conn_close(ms->conn);
+	ms->conn = NULL;
+	return true;
+}
+
 /* Was the socket bound by the program before connect?  Then keep its address. */
 static bool bound_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -272,6 +289,10 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	 */
 	ret = rt_connect(addr, len, have_src ? (struct sockaddr *)&src : NULL, srclen,
 			 nonblock && !fallback_tcp(), msock_notify, ms, &ms->conn);
+	if (fd_lost_while_connecting(fd, ms)) {
+		ret = -EBADF;
+		goto fail;
+	}
 	if (ret && ret != -EINPROGRESS) {
 		if (fallback_tcp())
 			return connect_fall_back(fd, addr, len, ms, -ret);
@@ -282,14 +303,6 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len, bool *handl
 	}
 	if (msock_nodelay(ms))
 		rt_conn_set_nodelay(ms->conn, true);
-	if (!still_programs_socket(fd, ms->shadow_fd)) {
-		log_warn(rt_conn_id(ms->conn), "fd %d was closed while it connected; "
-			 "dropping the connection, the fd's new file is left alone", fd);
-		rt_conn_close(ms->conn);
-		ms->conn = NULL;
-		ret = -EBADF;
-		goto fail;
-	}
 	/* Now put the doorbell where the program's TCP socket was. */
 	if (REAL(dup3)(ms->db.app_fd, fd, fd_cloexec(fd) ? O_CLOEXEC : 0) < 0) {
 		ret = -errno;
