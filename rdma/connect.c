@@ -126,6 +126,7 @@ void cm_route_resolved(struct rt_conn *c)
 	}
 	wire_hello_encode(&mine, req);
 	cm_fill_conn_param(&param, req, c->auth ? WIRE_REQ_AUTH_LEN : WIRE_HELLO_LEN);
+	cm_set_ack_timeout(c, c->cm_id);
 	if (rdma_connect(c->cm_id, &param))
 		conn_fail(c, errno, "rdma_connect failed");
 	else

@@ -552,6 +552,8 @@ void listener_listen_again(struct rt_listener *l, uint64_t now);
 /* handshake.c: hello, admission, MIGRDMA_SECRET, becoming established */
 void cm_copy_addrs(struct rt_conn *c, struct rdma_cm_id *id);
 void cm_fill_conn_param(struct rdma_conn_param *param, const uint8_t *pdata, uint8_t len);
+/* MIGRDMA_ACK_TIMEOUT on the id, before rdma_connect or rdma_accept. */
+void cm_set_ack_timeout(struct rt_conn *c, struct rdma_cm_id *id);
 const char *cm_reject_text(int reason);
 /* A CONNECT_REQUEST on l; true when the event's id must be destroyed after the ack. */
 bool cm_connect_request(struct rt_listener *l, struct rdma_cm_event *ev);

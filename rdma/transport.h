@@ -43,6 +43,8 @@ struct rt_options {
 	unsigned busy_poll_us;		/* spin this long before sleeping */
 	unsigned connect_timeout_ms;
 	unsigned keepalive_s;		/* declare a silent peer dead after this */
+	/* How long a queue pair waits for an ACK before it resends: 4.096 us << N; 0: rdma_cm's. */
+	unsigned ack_timeout;
 	const void *secret;		/* MIGRDMA_SECRET, NULL for none */
 	size_t secret_len;
 	bool pin_all;			/* register a buffer's whole mapping on first use */

@@ -41,6 +41,7 @@ static void config_defaults(struct migrdma_config *cfg)
 	cfg->connect_timeout_ms = 15000;
 	cfg->live = true;
 	cfg->keepalive_s = 10;
+	cfg->ack_timeout = 16;
 }
 
 int config_set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -394,6 +395,8 @@ static void config_load_vars(struct migrdma_config *cfg,
 			    &cfg->connect_timeout_ms, e, el));
 	note(&st, load_uint(getenv_fn, "MIGRDMA_KEEPALIVE", 1, 3600,
 			    &cfg->keepalive_s, e, el));
+	note(&st, load_uint(getenv_fn, "MIGRDMA_ACK_TIMEOUT", 0, 31,
+			    &cfg->ack_timeout, e, el));
 }
 
 int config_load(struct migrdma_config *cfg,

@@ -67,6 +67,7 @@ struct migrdma_config {
 	unsigned busy_poll_us;		/* MIGRDMA_BUSY_POLL_US, default 0, max 10000 */
 	unsigned connect_timeout_ms;	/* MIGRDMA_CONNECT_TIMEOUT_MS, default 15000 */
 	unsigned keepalive_s;		/* MIGRDMA_KEEPALIVE, seconds, default 10 */
+	unsigned ack_timeout;		/* MIGRDMA_ACK_TIMEOUT, 4.096 us << N, default 16; 0: rdma_cm's */
 	struct allow_rule allow[CONFIG_MAX_ALLOW];
 	size_t nallow;			/* MIGRDMA_ALLOW, empty = any peer */
 	char secret[CONFIG_MAX_SECRET];	/* MIGRDMA_SECRET, "" = no authentication */

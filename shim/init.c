@@ -204,6 +204,7 @@ int shim_start_transport(void)
 	opts.busy_poll_us = shim_cfg.busy_poll_us;
 	opts.connect_timeout_ms = shim_cfg.connect_timeout_ms;
 	opts.keepalive_s = shim_cfg.keepalive_s;
+	opts.ack_timeout = shim_cfg.ack_timeout;
 	opts.secret = shim_cfg.secret_len ? shim_cfg.secret : NULL;
 	opts.secret_len = shim_cfg.secret_len;
 	opts.pin_all = shim_cfg.pin_all;

@@ -31,7 +31,7 @@
 #include "sockcheck.h"
 
 #define FDRACE_STOP_MS		2000
-#define FDRACE_CONNECT_AFTER_MS	100
+#define FDRACE_CONNECT_AFTER_MS	300
 #define FDRACE_CLOSE_AFTER_MS	300
 
 static void sleep_ms(long ms)

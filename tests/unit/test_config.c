@@ -110,6 +110,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.busy_poll_us, 0);
 	assert_int_equal(cfg.connect_timeout_ms, 15000);
 	assert_int_equal(cfg.keepalive_s, 10);
+	assert_int_equal(cfg.ack_timeout, 16);
 }
 
 static void test_empty_means_default(void **state)
@@ -384,18 +385,22 @@ static void test_integers(void **state)
 	set_env("MIGRDMA_BUSY_POLL_US", "0");
 	set_env("MIGRDMA_CONNECT_TIMEOUT_MS", "100");
 	set_env("MIGRDMA_KEEPALIVE", "1");
+	set_env("MIGRDMA_ACK_TIMEOUT", "0");
 	assert_loads();
 	assert_int_equal(cfg.busy_poll_us, 0);
 	assert_int_equal(cfg.connect_timeout_ms, 100);
 	assert_int_equal(cfg.keepalive_s, 1);
+	assert_int_equal(cfg.ack_timeout, 0);
 
 	set_env("MIGRDMA_BUSY_POLL_US", "10000");
 	set_env("MIGRDMA_CONNECT_TIMEOUT_MS", "600000");
 	set_env("MIGRDMA_KEEPALIVE", "3600");
+	set_env("MIGRDMA_ACK_TIMEOUT", "31");
 	assert_loads();
 	assert_int_equal(cfg.busy_poll_us, 10000);
 	assert_int_equal(cfg.connect_timeout_ms, 600000);
 	assert_int_equal(cfg.keepalive_s, 3600);
+	assert_int_equal(cfg.ack_timeout, 31);
 
 	assert_rejects("MIGRDMA_BUSY_POLL_US", "10001");
 	assert_rejects("MIGRDMA_BUSY_POLL_US", "-1");
@@ -409,6 +414,9 @@ static void test_integers(void **state)
 	assert_rejects("MIGRDMA_KEEPALIVE", "0");
 	assert_rejects("MIGRDMA_KEEPALIVE", "3601");
 	assert_string_equal(err, "MIGRDMA_KEEPALIVE=\"3601\": must be an integer between 1 and 3600");
+	assert_rejects("MIGRDMA_ACK_TIMEOUT", "32");
+	assert_string_equal(err, "MIGRDMA_ACK_TIMEOUT=\"32\": must be an integer between 0 and 31");
+	assert_rejects("MIGRDMA_ACK_TIMEOUT", "-1");
 }
 
 static void test_control_chars_quoted_on_one_line(void **state)

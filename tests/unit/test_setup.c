@@ -11,6 +11,11 @@
  * the set-up's own writes of the same fields.  Now nobody else touches the
  * queues until the set-up is done.
  *
+ * Regression: the queue pair kept rdma_cm's ACK timeout, 2.1 s on the test
+ * rig, so a lost packet with nothing behind it stalled a migration for
+ * that long (seen in about one run in ten); MIGRDMA_ACK_TIMEOUT is now set
+ * on the id before rdma_connect.
+ *
  * Regression: conn_destroy destroyed the completion channel and only later
  * cleared c->chan, without the global lock.  rt_for_each_internal_fd, which
  * a connect or accept in a program thread calls under that lock, read the
@@ -179,7 +184,7 @@ int rdma_create_qp(struct rdma_cm_id *id, struct ibv_pd *pd, struct ibv_qp_init_
 /* Teardown waits in its first ibv_dereg_mr, after the channel is gone, until released. */
 static bool in_dereg, dereg_released;
 
-int rdma_destroy_qp_called;
+static int rdma_destroy_qp_called;
 
 void rdma_destroy_qp(struct rdma_cm_id *id)
 {
@@ -236,10 +241,24 @@ void rdma_free_devices(struct ibv_context **list)
 	(void)list;
 }
 
+/* The ACK timeout the id had when rdma_connect was called; -1: never set. */
+static int ack_timeout_set = -1, ack_timeout_at_connect = -1;
+
+int rdma_set_option(struct rdma_cm_id *id, int level, int optname, void *optval,
+		    size_t optlen)
+{
+	(void)id;
+	if (level == RDMA_OPTION_ID && optname == RDMA_OPTION_ID_ACK_TIMEOUT &&
+	    optlen == sizeof(uint8_t))
+		ack_timeout_set = *(uint8_t *)optval;
+	return 0;
+}
+
 int rdma_connect(struct rdma_cm_id *id, struct rdma_conn_param *param)
 {
 	(void)id;
 	(void)param;
+	ack_timeout_at_connect = ack_timeout_set;
 	return 0;
 }
 
@@ -283,6 +302,7 @@ static void test_program_calls_during_setup(void **state)
 	rt_g.opts.ring_size = 1u << 20;
 	rt_g.opts.chunk = 1u << 20;
 	rt_g.opts.pin_limit = 1u << 30;
+	rt_g.opts.ack_timeout = 16;
 	rt_g.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	rt_g.wake_fd = -1;
 	assert_true(rt_g.epoll_fd >= 0);
@@ -314,6 +334,8 @@ static void test_program_calls_during_setup(void **state)
 	assert_false(c->setting_up);
 	assert_ptr_equal(c->qp, &fake_qp);
 	pthread_mutex_unlock(&c->lock);
+	/* rdma_cm's default (2.1 s on soft-RoCE) would stall a stream per lost packet. */
+	assert_int_equal(ack_timeout_at_connect, 16);
 
 	/* Once set up, the queues are the program threads' to use again. */
 	r = rt_recv(c, &iov, 1, 0, 0);
