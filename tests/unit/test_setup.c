@@ -399,7 +399,7 @@ static void test_internal_fds_during_destroy(void **state)
 	assert_true(in);
 
 	/* Closed: the program may have those numbers again. */
-	memset(&seen.chan, 0, sizeof(bool) * 3);
+	seen.chan = seen.wake = seen.freed = false;
 	rt_for_each_internal_fd(note_internal_fd, &seen);
 	pthread_mutex_lock(&gate_lock);
 	dereg_released = true;
