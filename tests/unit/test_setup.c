@@ -262,6 +262,21 @@ int rdma_connect(struct rdma_cm_id *id, struct rdma_conn_param *param)
 	return 0;
 }
 
+/* A connecting socket's connection whose route has just been resolved. */
+static struct rt_conn *conn_with_route(struct rdma_cm_id *id)
+{
+	struct rt_conn *c;
+
+	memset(id, 0, sizeof(*id));
+	id->verbs = &fake_ctx;
+	c = conn_alloc(false);
+	assert_non_null(c);
+	c->cm_id = id;
+	c->state = CS_RESOLVING_ROUTE;
+	c->deadline_ms = rt_now_ms() + 60000;
+	return c;
+}
+
 static void *run_route_resolved(void *arg)
 {
 	cm_route_resolved(arg);
@@ -307,13 +322,7 @@ static void test_program_calls_during_setup(void **state)
 	rt_g.wake_fd = -1;
 	assert_true(rt_g.epoll_fd >= 0);
 
-	memset(&id, 0, sizeof(id));
-	id.verbs = &fake_ctx;
-	c = conn_alloc(false);
-	assert_non_null(c);
-	c->cm_id = &id;
-	c->state = CS_RESOLVING_ROUTE;
-	c->deadline_ms = rt_now_ms() + 60000;
+	c = conn_with_route(&id);
 
 	assert_int_equal(pthread_create(&setup_thread, NULL, run_route_resolved, c), 0);
 	assert_true(wait_in_create_qp());
@@ -372,13 +381,7 @@ static void test_internal_fds_during_destroy(void **state)
 	bool in;
 
 	(void)state;
-	memset(&id, 0, sizeof(id));
-	id.verbs = &fake_ctx;
-	c = conn_alloc(false);
-	assert_non_null(c);
-	c->cm_id = &id;
-	c->state = CS_RESOLVING_ROUTE;
-	c->deadline_ms = rt_now_ms() + 60000;
+	c = conn_with_route(&id);
 	setup_thread = pthread_self();
 	cm_route_resolved(c);
 	assert_ptr_equal(c->qp, &fake_qp);
